@@ -1,0 +1,8 @@
+"""The knowledge graph: stores (embedded LadybugDB, Neo4j), registration, lineage and bias queries,
+RDF and Croissant import and export. Imports ``ontology``; knows nothing of torch."""
+
+from kg.batch import GraphBatch
+from kg.errors import KgError
+from kg.store import GraphStore, open_store
+
+__all__ = ["GraphBatch", "GraphStore", "KgError", "open_store"]

@@ -1,0 +1,1 @@
+"""kgraft transfer layer: models, data, probes, reports, fine-tuning and the command line."""
