@@ -75,6 +75,7 @@ class Neo4jStore(GraphStore):
                 connection_timeout=CONNECT_TIMEOUT_S,
                 connection_acquisition_timeout=CONNECT_TIMEOUT_S,
                 max_transaction_retry_time=CONNECT_TIMEOUT_S,
+                notifications_min_severity="OFF",  # optional properties are often absent; not news
             )
             self._driver.verify_connectivity()
         except (Neo4jError, DriverError, OSError, ValueError) as exc:

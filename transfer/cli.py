@@ -1,0 +1,262 @@
+"""The ``kgraft`` command line: thin commands that parse, call one library function and print.
+
+User mistakes (unknown names, bad files, unreachable servers) end with one sentence on stderr and
+exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kg import GraphStore, KgError, open_store
+from kg.store import resolve_store_uri
+from transfer.render import console, err_console
+
+app = typer.Typer(
+    name="kgraft",
+    help="Knowledge-graph-augmented transfer learning: lineage, bias, transferability, fine-tuning.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+import_app = typer.Typer(help="Import metadata into the graph.", no_args_is_help=True)
+export_app = typer.Typer(help="Export the graph.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
+
+
+class Format(StrEnum):
+    """Output formats of lineage and bias answers."""
+
+    table = "table"
+    json = "json"
+    dot = "dot"
+
+
+USER_ERROR_NAMES = {"DataError", "ZooError", "ProbeError", "FinetuneError", "ScorerError", "ReportError"}
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """True for errors a user can fix: ``KgError`` and the error types of the ``transfer`` modules.
+
+    Matched by class name and module so that commands which never touch torch need not import it.
+    """
+    if isinstance(exc, KgError):
+        return True
+    return any(
+        cls.__name__ in USER_ERROR_NAMES and cls.__module__.startswith(("transfer.", "gnn."))
+        for cls in type(exc).__mro__
+    )
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn a user-facing error into one line on stderr and exit code 1."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_user_error(exc):
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def store_from(ctx: typer.Context, *, read_only: bool = False) -> Iterator[GraphStore]:
+    """Open the store chosen by ``--store`` / ``KGRAFT_STORE`` / kgraft.toml, with errors as sentences."""
+    with user_errors():
+        store = open_store(ctx.obj["store"], read_only=read_only)
+    try:
+        with user_errors():
+            yield store
+    finally:
+        store.close()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            envvar="KGRAFT_STORE",
+            help="embedded:PATH (LadybugDB file) or neo4j://HOST:PORT; default embedded:.kgraft/graph.lbug.",
+        ),
+    ] = None,
+) -> None:
+    """Knowledge-graph-augmented transfer learning."""
+    ctx.obj = {"store": resolve_store_uri(store)}
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create the store (if embedded) and its schema from the ontology."""
+    with store_from(ctx) as store:
+        console.print(f"graph ready at {store.uri}")
+
+
+def _parse_params(params: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in params:
+        if "=" not in item:
+            raise KgError(f"--param takes KEY=VALUE, got {item!r}.")
+        key, raw = item.split("=", 1)
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+@app.command()
+def query(
+    ctx: typer.Context,
+    cypher: Annotated[str, typer.Argument(help="A Cypher query; pass values with --param, never inline.")],
+    param: Annotated[list[str], typer.Option("--param", "-p", help="KEY=VALUE (VALUE parsed as JSON).")] = [],  # noqa: B006
+    write: Annotated[bool, typer.Option("--write", help="Allow the query to change the graph.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
+) -> None:
+    """Run a Cypher query (read-only unless --write)."""
+    with user_errors():
+        params = _parse_params(param)
+    with store_from(ctx, read_only=not write) as store:
+        rows = store.execute(cypher, params) if write else store.query(cypher, params)
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        from transfer.render import rows_table
+
+        console.print(rows_table(rows))
+        console.print(f"{len(rows)} row(s)", style="dim")
+
+
+def _show_reaches(ctx: typer.Context, name: str, depth: int, fmt: Format, direction: str, bias: bool) -> None:
+    from kg import lineage as lin
+    from transfer.render import reaches_dot, reaches_json, reaches_table
+
+    with store_from(ctx, read_only=True) as store:
+        label, node_id = store.resolve(name)
+        start = store.node(label, node_id) or {"id": node_id}
+        start_name = start.get("name") or node_id
+        if bias:
+            reaches = lin.biases_reaching(store, label, node_id, depth)
+        else:
+            reaches = lin.lineage(store, label, node_id, depth, direction)  # type: ignore[arg-type]
+    if fmt is Format.json:
+        print(reaches_json({"label": str(label), **start}, reaches))
+    elif fmt is Format.dot:
+        sys.stdout.write(reaches_dot(str(label), node_id, start_name, reaches))
+    else:
+        what = (
+            "known biases reaching" if bias else ("ancestors of" if direction == "up" else "descendants of")
+        )
+        console.print(reaches_table(f"{what} {label} {start_name!r}", start_name, reaches, bias=bias))
+        if not reaches:
+            console.print("none found", style="dim")
+
+
+@app.command()
+def lineage(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset or model id or name.")],
+    depth: Annotated[int, typer.Option(help="How many hops to follow (1-30).")] = 10,
+    down: Annotated[bool, typer.Option("--down", help="Show descendants instead of ancestors.")] = False,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Where a dataset or model came from (or, with --down, what was made from it)."""
+    _show_reaches(ctx, name, depth, fmt, "down" if down else "up", bias=False)
+
+
+@app.command()
+def bias(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset or model id or name.")],
+    depth: Annotated[int, typer.Option(help="How many lineage hops to follow (1-30).")] = 10,
+    fmt: Annotated[Format, typer.Option("--format", "-f")] = Format.table,
+) -> None:
+    """Known biases that reach a dataset or model through its lineage, with their paths."""
+    _show_reaches(ctx, name, depth, fmt, "up", bias=True)
+
+
+@export_app.command("rdf")
+def export_rdf(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Argument(help="Output file: .ttl (Turtle) or .jsonld (JSON-LD).")],
+) -> None:
+    """Write the whole graph as RDF (PROV-O, DCAT and the kgraft ontology)."""
+    from kg.rdf import write_rdf
+
+    with store_from(ctx, read_only=True) as store:
+        n = write_rdf(store, out)
+    console.print(f"wrote {n} triples to {out}")
+
+
+@import_app.command("rdf")
+def import_rdf(
+    ctx: typer.Context, path: Annotated[Path, typer.Argument(help="Turtle or JSON-LD file.")]
+) -> None:
+    """Read an RDF export back into the graph (all or nothing; validated against the SHACL shapes)."""
+    from kg.rdf import read_rdf
+
+    with user_errors():
+        batch = read_rdf(path)
+    with store_from(ctx) as store:
+        stats = store.apply(batch)
+    console.print(
+        f"imported {path}: {stats.nodes_created} nodes and {stats.edges_created} relationships created"
+    )
+
+
+@import_app.command("croissant")
+def import_croissant(
+    ctx: typer.Context, path: Annotated[Path, typer.Argument(help="Croissant 1.0/1.1 JSON-LD file.")]
+) -> None:
+    """Read Croissant metadata: the dataset, its creators, its lineage, RAI biases and class labels."""
+    from kg.croissant import import_croissant as read
+
+    with user_errors():
+        batch = read(path)
+    with store_from(ctx) as store:
+        stats = store.apply(batch)
+    console.print(
+        f"imported {path.name}: {stats.nodes_created} nodes and {stats.edges_created} relationships created, "
+        f"{stats.nodes_updated + stats.edges_updated} updated"
+    )
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """Run the main job on bundled real data: register, derive, query lineage and bias."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from transfer.demo import register_demo_data
+    from transfer.render import reaches_table
+
+    with store_from(ctx) as store, Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
+    ) as progress:
+        task = progress.add_task("starting", total=None)
+        result = register_demo_data(store, step=lambda text: progress.update(task, description=text))
+        progress.update(task, description="done")
+    console.print(f"registered {len(result.datasets)} datasets in {store.uri}")
+    start = result.lineage_of
+    console.print(reaches_table(f"$ kgraft lineage {start}", start, result.lineage))
+    console.print(reaches_table(f"$ kgraft bias {start}", start, result.biases, bias=True))
+
+
+def main() -> None:
+    """Entry point of the ``kgraft`` command."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Recording datasets in the graph: profile, lineage (DERIVED_FROM + Activity), domain, biases, agent.
+
+A derived dataset is recorded with the recipe that makes it (``source`` = parent id, ``extra.derivation``
+= how, params, seed), so ``materialise`` can rebuild its images from the root loader at any time and
+check them against the recorded checksum.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kg import GraphBatch, GraphStore
+from kg.errors import InvalidRecord, NotFound
+from ontology.vocab import Label, Rel
+from transfer.data.base import ImageDataset
+from transfer.data.profile import profile_dataset
+
+D, B, A, G, DOM = Label.DATASET, Label.BIAS, Label.ACTIVITY, Label.AGENT, Label.DOMAIN
+
+
+def slug(text: str) -> str:
+    """A stable id fragment: lower case, runs of other characters to ``-``."""
+    out = re.sub(r"[^a-z0-9._@]+", "-", text.lower()).strip("-")
+    if not out:
+        raise InvalidRecord(f"cannot make an id from {text!r}; give a name with letters or digits.")
+    return out
+
+
+def now() -> str:
+    """The current UTC time as ISO 8601 (how kgraft stores times)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def parse_bias(text: str) -> dict[str, str]:
+    """``"kind: description"`` (the CLI's ``--bias``) as a bias record."""
+    kind, sep, description = text.partition(":")
+    if not sep or not kind.strip() or not description.strip():
+        raise InvalidRecord(f"--bias takes 'kind: description', got {text!r}.")
+    return {"kind": slug(kind.strip()), "description": description.strip(), "source": "human"}
+
+
+@dataclass
+class DatasetRegistration:
+    """What recording one dataset wrote (or would write)."""
+
+    id: str
+    profile: dict[str, Any]
+    batch: GraphBatch
+    created: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+def dataset_batch(
+    ds: ImageDataset,
+    id: str,
+    *,
+    profile: dict[str, Any] | None = None,
+    version: str | None = None,
+    parent: str | None = None,
+    domain: str | None = None,
+    biases: list[dict[str, Any]] = (),
+    agent: str | None = None,
+) -> tuple[GraphBatch, dict[str, Any]]:
+    """The nodes and relationships recording ``ds`` under ``id`` (nothing is written here)."""
+    profile = profile or profile_dataset(ds)
+    b = GraphBatch()
+    extra: dict[str, Any] = {"class_names": ds.class_names, "split_names": list(ds.split_names)}
+    if ds.derivation:
+        extra["derivation"] = ds.derivation
+    if ds.skipped:
+        extra["skipped_files"] = ds.skipped
+    b.node(
+        D,
+        id,
+        name=ds.name,
+        version=version,
+        source=parent if (ds.derivation and parent) else ds.source,
+        created=now(),
+        extra=extra,
+        **{
+            k: profile[k]
+            for k in (
+                "n_samples",
+                "split_counts",
+                "n_classes",
+                "class_counts",
+                "imbalance",
+                "image_size",
+                "channels",
+                "mean",
+                "std",
+                "checksum",
+                "modality",
+            )
+        },
+    )
+    if parent and ds.derivation:
+        activity = f"derive:{id}"
+        how = ds.derivation["how"]
+        b.node(
+            A,
+            activity,
+            name=f"derive {ds.name} ({how})",
+            kind="preprocessing",
+            status="finished",
+            settings=ds.derivation,
+            started=now(),
+            ended=now(),
+        )
+        b.edge(
+            Rel.DERIVED_FROM, (D, id), (D, parent), how=how, params=ds.derivation["params"], activity=activity
+        )
+        b.edge(Rel.USED, (A, activity), (D, parent), role="input")
+        b.edge(Rel.GENERATED_BY, (D, id), (A, activity))
+        if agent:
+            b.edge(Rel.ASSOCIATED_WITH, (A, activity), (G, f"agent:{slug(agent)}"), role="operator")
+    elif parent:
+        b.edge(Rel.DERIVED_FROM, (D, id), (D, parent), how="unspecified")
+    domain = domain or ds.domain
+    if domain:
+        b.node(DOM, f"domain:{slug(domain)}", name=domain)
+        b.edge(Rel.IN_DOMAIN, (D, id), (DOM, f"domain:{slug(domain)}"))
+    for bias in biases:
+        bias_id = f"bias:{id}:{slug(bias['kind'])}"
+        b.node(
+            B,
+            bias_id,
+            name=f"{bias['kind']} in {ds.name}",
+            kind=bias["kind"],
+            description=bias.get("description"),
+            severity=bias.get("severity", "unknown"),
+            source=bias.get("source", "human"),
+            created=now(),
+        )
+        b.edge(Rel.HAS_BIAS, (D, id), (B, bias_id))
+    if agent:
+        b.node(G, f"agent:{slug(agent)}", name=agent, kind="person")
+        b.edge(Rel.ATTRIBUTED_TO, (D, id), (G, f"agent:{slug(agent)}"), role="registered-by")
+    return b, profile
+
+
+def register_dataset(
+    store: GraphStore,
+    ds: ImageDataset,
+    *,
+    id: str | None = None,
+    derived_from: str | None = None,
+    domain: str | None = None,
+    biases: list[dict[str, Any]] = (),
+    agent: str | None = None,
+    new_version: bool = False,
+    extra_batch: GraphBatch | None = None,
+) -> DatasetRegistration:
+    """Record ``ds`` in one transaction; re-registering identical content is a no-op update.
+
+    A name that already exists with different content is refused, unless ``new_version``: then the
+    data is recorded as ``ID@vN`` DERIVED_FROM the previous version.
+    """
+    id = id or slug(ds.name)
+    profile = profile_dataset(ds)
+    parent = derived_from
+    version = None
+    notes = []
+    if derived_from is not None:
+        parent = store.resolve(derived_from, (D,))[1]
+    existing = store.node(D, id)
+    if existing and existing.get("checksum") not in (None, profile["checksum"]):
+        if not new_version:
+            raise InvalidRecord(
+                f"dataset {id!r} already exists with different content; pass --new-version to record a new "
+                "version derived from it."
+            )
+        n = 2
+        while store.node(D, f"{id}@v{n}") is not None:
+            n += 1
+        previous = id if n == 2 else f"{id}@v{n - 1}"
+        id, version, parent = f"{id}@v{n}", str(n), parent or previous
+        notes.append(f"recorded as version {n} of {previous}")
+    batch, profile = dataset_batch(
+        ds, id, profile=profile, version=version, parent=parent, domain=domain, biases=biases, agent=agent
+    )
+    if version and not ds.derivation:
+        batch.edge(Rel.DERIVED_FROM, (D, id), (D, previous), how="new-version")
+    if extra_batch:
+        batch.merge(extra_batch)
+    store.apply(batch)
+    return DatasetRegistration(
+        id, profile, batch, created=existing is None or version is not None, notes=notes
+    )
+
+
+def dataset_recipe(store: GraphStore, dataset_id: str) -> list[dict[str, Any]]:
+    """The chain of loads and derivations that rebuilds ``dataset_id``: root source first."""
+    chain: list[dict[str, Any]] = []
+    current = dataset_id
+    for _ in range(64):
+        node = store.node(D, current)
+        if node is None:
+            raise NotFound(f"no dataset {current!r} in the graph.")
+        derivation = (node.get("extra") or {}).get("derivation")
+        if not derivation:
+            chain.append({"source": node.get("source"), "id": current, "name": node.get("name")})
+            return chain[::-1]
+        chain.append({"derivation": derivation, "id": current, "name": node.get("name")})
+        current = node["source"]
+    raise InvalidRecord(f"the derivation chain of {dataset_id!r} is longer than 64 steps.")
+
+
+def materialise(store: GraphStore, dataset_id: str) -> ImageDataset:
+    """Rebuild a registered dataset's images from its recipe and check them against its checksum."""
+    from transfer.data.derive import derive
+    from transfer.data.profile import checksum
+    from transfer.data.sources import load_dataset
+
+    recipe = dataset_recipe(store, dataset_id)
+    root = recipe[0]
+    if not root.get("source"):
+        raise InvalidRecord(f"dataset {root['id']!r} has no source to load its images from.")
+    ds = load_dataset(root["source"])
+    ds.name = root["name"]
+    for step in recipe[1:]:
+        d = step["derivation"]
+        ds = derive(ds, d["how"], d.get("params"), seed=d.get("seed", 0), name=step["name"])
+    expected = store.node(D, dataset_id).get("checksum")
+    if expected and checksum(ds) != expected:
+        raise InvalidRecord(
+            f"the images rebuilt for {dataset_id!r} do not match its recorded checksum; its source changed."
+        )
+    return ds
