@@ -327,7 +327,7 @@ def import_croissant(path: str | Path, store: GraphStore | None = None) -> Graph
     dataset_id = _slug_id(name, "dataset")
 
     license_values = [
-        _text(v.get("url")) or _text(v.get("name")) or _text(v.get("@id"))
+        (_text(v.get("url")) or _text(v.get("name")) or _text(v.get("@id")))
         if isinstance(v, dict)
         else _text(v)
         for v in _as_list(ds.get(SC + "license"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -91,15 +91,17 @@ class LadybugStore(GraphStore):
             return self._run(cypher, params)
         self._run("BEGIN TRANSACTION READ ONLY")
         try:
-            return self._run(cypher, params)
-        except QueryFailed as exc:
-            if "read-only transaction" in str(exc) or "write" in str(exc).lower():
+            rows = self._run(cypher, params)
+        except KgError as exc:
+            with suppress(KgError):  # a failed statement may already have ended the transaction
+                self._run("ROLLBACK")
+            if isinstance(exc, QueryFailed) and "write" in str(exc).lower():
                 raise ReadOnlyViolation(
                     "this query writes to the graph; rerun it with --write to allow that."
                 ) from None
             raise
-        finally:
-            self._run("COMMIT")
+        self._run("COMMIT")
+        return rows
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -114,7 +116,8 @@ class LadybugStore(GraphStore):
             yield _LadybugTx(self)
         except BaseException:
             self._in_tx = False
-            self._run("ROLLBACK")
+            with suppress(KgError):  # a failed statement may already have ended the transaction
+                self._run("ROLLBACK")
             raise
         self._in_tx = False
         self._run("COMMIT")

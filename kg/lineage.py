@@ -18,7 +18,7 @@ from typing import Any, Literal
 from kg.codec import decode_props
 from kg.errors import InvalidRecord
 from kg.store import GraphStore
-from ontology.vocab import LINEAGE_RELS, NODES, Label, Rel
+from ontology.vocab import LINEAGE_RELS, NODES, RELS, Label, Rel
 
 MAX_DEPTH = 30
 Direction = Literal["up", "down"]
@@ -56,54 +56,90 @@ class Reach:
 
 
 def _check_depth(depth: int) -> int:
-    if not isinstance(depth, int) or not 1 <= depth <= MAX_DEPTH:
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= MAX_DEPTH:
         raise InvalidRecord(f"depth must be a whole number from 1 to {MAX_DEPTH}, got {depth!r}.")
     return depth
 
 
-def _pattern(
-    store: GraphStore, label: Label, rels: tuple[Rel, ...], depth: int, direction: Direction, end: str
-) -> str:
-    types = "|".join(str(r) for r in rels)
+Key = tuple[str, str]  # (label, id): ids are unique per label
+
+
+def _reached(store: GraphStore, label: Label, id: str, depth: int, direction: Direction) -> dict[Key, tuple]:
+    """Every node within ``depth`` lineage hops: (label, id) -> (name, distance). One round trip."""
+    types = "|".join(str(r) for r in LINEAGE_RELS)
     left, right = ("-", "->") if direction == "up" else ("<-", "-")
     if store.dialect == "ladybug":
-        return f"MATCH p = (s:{label} {{id: $id}}){left}[:{types}* SHORTEST 1..{depth}]{right}({end})"
-    return f"MATCH p = ANY SHORTEST (s:{label} {{id: $id}}){left}[:{types}]{right}{{1,{depth}}}({end})"
+        cypher = (
+            f"MATCH p = (s:{label} {{id: $id}}){left}[:{types}* SHORTEST 1..{depth}]{right}(a) "
+            "RETURN label(a) AS label, a.id AS id, a.name AS name, length(p) AS distance"
+        )
+    else:
+        cypher = (
+            f"MATCH p = ANY SHORTEST (s:{label} {{id: $id}}){left}[:{types}]{right}{{1,{depth}}}(a) "
+            "RETURN labels(a)[0] AS label, a.id AS id, a.name AS name, length(p) AS distance"
+        )
+    return {(r["label"], r["id"]): (r["name"], int(r["distance"])) for r in store.query(cypher, {"id": id})}
 
 
-def _returns(store: GraphStore, extra: str = "") -> str:
+def _tree_edges(store: GraphStore, label: Label, id: str, depth: int, direction: Direction) -> list[dict]:
+    """Lineage relationships leaving the start and every node within ``depth - 1`` hops (entering them,
+    for ``down``): the edges any shortest path can use. Two round trips, no path materialisation."""
+    types = "|".join(str(r) for r in LINEAGE_RELS)
+    left, right = ("-", "->") if direction == "up" else ("<-", "-")
     if store.dialect == "ladybug":
-        return (
-            "RETURN label(a) AS label, a.id AS id, a.name AS name, length(p) AS distance, "
-            "properties(nodes(p), 'id') AS ids, properties(nodes(p), 'name') AS names, "
-            "properties(nodes(p), '_label') AS labels, properties(rels(p), '_label') AS rels, "
-            f"properties(rels(p), 'how') AS hows{extra} ORDER BY distance, id"
-        )
-    return (
-        "RETURN labels(a)[0] AS label, a.id AS id, a.name AS name, length(p) AS distance, "
-        "[n IN nodes(p) | n.id] AS ids, [n IN nodes(p) | n.name] AS names, "
-        "[n IN nodes(p) | labels(n)[0]] AS labels, [r IN relationships(p) | type(r)] AS rels, "
-        f"[r IN relationships(p) | r.how] AS hows{extra} ORDER BY distance, id"
-    )
+        cols = "label(x) AS src_label, x.id AS src, label(r) AS rel, r.how AS how, label(y) AS label"
+        reach = f"(s:{label} {{id: $id}}){left}[:{types}* SHORTEST 1..{depth - 1}]{right}(x)"
+    else:
+        cols = "labels(x)[0] AS src_label, x.id AS src, type(r) AS rel, r.how AS how, labels(y)[0] AS label"
+        reach = f"ANY SHORTEST (s:{label} {{id: $id}}){left}[:{types}]{right}{{1,{depth - 1}}}(x)"
+    hop = f"{left}[r:{types}]{right}(y) RETURN DISTINCT {cols}, y.id AS id, y.name AS name"
+    rows = store.query(f"MATCH (x:{label} {{id: $id}}){hop}", {"id": id})
+    if depth > 1:
+        rows += store.query(f"MATCH {reach} MATCH (x){hop}", {"id": id})
+    return rows
 
 
-def _reach(row: dict[str, Any], properties: dict[str, Any] | None = None) -> Reach:
-    steps = tuple(
-        Step(rel, how, label, id, name)
-        for rel, how, label, id, name in zip(
-            row["rels"], row["hows"], row["labels"][1:], row["ids"][1:], row["names"][1:], strict=True
-        )
-    )
-    return Reach(row["label"], row["id"], row["name"], int(row["distance"]), steps, properties or {})
+def _shortest_paths(start: Key, reached: dict[Key, tuple], edges: list[dict]) -> dict[Key, tuple[Step, ...]]:
+    """One shortest path to each reached node, chosen deterministically (so both stores agree).
+
+    A node at distance d takes as predecessor the smallest (label, id, relationship) at distance d - 1
+    with a relationship to it; the paths form a breadth-first tree.
+    """
+    distance = {key: d for key, (_, d) in reached.items()} | {start: 0}
+    best: dict[Key, tuple] = {}
+    for e in edges:
+        src, dst = (e["src_label"], e["src"]), (e["label"], e["id"])
+        if dst in distance and distance.get(src) == distance[dst] - 1:
+            candidate = (src, e["rel"], e["how"] or "", e["name"])
+            if dst not in best or candidate < best[dst]:
+                best[dst] = candidate
+    paths: dict[Key, tuple[Step, ...]] = {start: ()}
+
+    def path_to(key: Key) -> tuple[Step, ...]:
+        if key not in paths:
+            src, rel, how, name = best[key]
+            paths[key] = (*path_to(src), Step(rel, how or None, key[0], key[1], name))
+        return paths[key]
+
+    for key in sorted(distance, key=lambda k: distance[k]):
+        path_to(key)
+    return paths
 
 
 def lineage(
     store: GraphStore, label: Label, id: str, depth: int = 10, direction: Direction = "up"
 ) -> list[Reach]:
-    """Ancestors (``up``) or descendants (``down``) of a dataset or model, nearest first."""
+    """Ancestors (``up``) or descendants (``down``) of a dataset or model, nearest first.
+
+    Three round trips whatever the graph's size: the bounded shortest-path set, then the lineage
+    relationships among it, from which each node's path is rebuilt.
+    """
     depth = _check_depth(depth)
-    cypher = f"{_pattern(store, label, LINEAGE_RELS, depth, direction, 'a')} {_returns(store)}"
-    return [_reach(row) for row in store.query(cypher, {"id": id})]
+    start = (str(label), id)
+    reached = _reached(store, label, id, depth, direction)
+    paths = _shortest_paths(start, reached, _tree_edges(store, label, id, depth, direction))
+    out = [Reach(lbl, nid, name, d, paths[(lbl, nid)]) for (lbl, nid), (name, d) in reached.items()]
+    return sorted(out, key=lambda r: (r.distance, r.label, r.id))
 
 
 def ancestors(store: GraphStore, label: Label, id: str, depth: int = 10) -> list[Reach]:
@@ -122,17 +158,43 @@ def models_downstream_of(store: GraphStore, dataset_id: str, depth: int = 10) ->
 
 
 def biases_reaching(store: GraphStore, label: Label, id: str, depth: int = 10) -> list[Reach]:
-    """Known biases attached to ``id`` or to anything upstream of it, each with the path it rides.
+    """Known biases attached to ``id`` or to anything up to ``depth`` hops upstream, with their paths.
 
     A bias on a dataset reaches every dataset derived from it, every model trained on those, and
-    every model fine-tuned from such a model.
+    every model fine-tuned from such a model. Each bias is reported once, through its nearest holder.
     """
-    depth = _check_depth(depth)
-    rels = (*LINEAGE_RELS, Rel.HAS_BIAS)
-    bias_cols = "".join(f", a.{p} AS bias_{p}" for p in NODES[Label.BIAS].properties)
-    cypher = f"{_pattern(store, label, rels, depth + 1, 'up', 'a:Bias')} {_returns(store, bias_cols)}"
+    start = Reach(str(label), id, None, 0, ())
+    holders = [start, *ancestors(store, label, id, depth)]
+    cols = ", ".join(f"b.{p} AS {p}" for p in NODES[Label.BIAS].properties)
+    by_label: dict[str, list[str]] = {}
+    for h in holders:
+        by_label.setdefault(h.label, []).append(h.id)
+    found: dict[str, tuple] = {}
+    rank = {(h.label, h.id): (h.distance, h.label, h.id) for h in holders}
+    by_key = {(h.label, h.id): h for h in holders}
+    for lbl, ids in sorted(by_label.items()):
+        if (lbl, Label.BIAS) not in {(str(a), str(b)) for a, b in RELS[Rel.HAS_BIAS].ends}:
+            continue
+        rows = store.query(
+            f"UNWIND $ids AS i MATCH (x:{lbl} {{id: i}})-[:HAS_BIAS]->(b:Bias) RETURN x.id AS holder, {cols}",
+            {"ids": ids},
+        )
+        for row in rows:
+            holder = (lbl, row.pop("holder"))
+            if row["id"] not in found or rank[holder] < rank[found[row["id"]][0]]:
+                found[row["id"]] = (holder, row)
     out = []
-    for row in store.query(cypher, {"id": id}):
-        props = decode_props(Label.BIAS, {p: row[f"bias_{p}"] for p in NODES[Label.BIAS].properties})
-        out.append(_reach(row, props))
-    return out
+    for bias_id, (holder, row) in found.items():
+        h = by_key[holder]
+        step = Step(str(Rel.HAS_BIAS), None, str(Label.BIAS), bias_id, row.get("name"))
+        out.append(
+            Reach(
+                str(Label.BIAS),
+                bias_id,
+                row.get("name"),
+                h.distance + 1,
+                (*h.path, step),
+                decode_props(Label.BIAS, row),
+            )
+        )
+    return sorted(out, key=lambda r: (r.distance, r.id))

@@ -22,6 +22,7 @@ export -> import -> export gives an isomorphic graph.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -60,7 +61,6 @@ REL_SOURCE, REL_TARGET, REL_TYPE = KG.relSource, KG.relTarget, KG.relType
 
 PREFIXES: dict[str, str] = {
     "kg": NAMESPACE,
-    "kgid": RESOURCE_NAMESPACE,
     "prov": "http://www.w3.org/ns/prov#",
     "dcat": "http://www.w3.org/ns/dcat#",
     "skos": "http://www.w3.org/2004/02/skos/core#",
@@ -277,16 +277,14 @@ def import_graph(g: Graph) -> GraphBatch:
         ends[subject] = (label, node_id)
         batch.node(label, node_id, **props)
 
-    def end(node: Node, rel: Rel, via: Node) -> tuple[Label, str]:
+    def end(node: Node, what: str) -> tuple[Label, str]:
         if node not in ends:
-            raise InvalidRecord(
-                f"{rel} relationship {via.n3()} points to {node.n3()}, which is not a kgraft node."
-            )
+            raise InvalidRecord(f"{what} joins {node.n3()}, which is not a typed kgraft node.")
         return ends[node]
 
-    def check_ends(rel: Rel, src: tuple[Label, str], dst: tuple[Label, str], via: Node) -> None:
+    def check_ends(rel: Rel, src: tuple[Label, str], dst: tuple[Label, str], what: str) -> None:
         if (src[0], dst[0]) not in RELS[rel].ends:
-            raise InvalidRecord(f"{via.n3()}: {rel} cannot join a {src[0]} to a {dst[0]}.")
+            raise InvalidRecord(f"{what}: {rel} cannot join a {src[0]} to a {dst[0]}.")
 
     # 3. reified relationships carry the properties
     covered: set[tuple[Node, Rel, Node]] = set()
@@ -296,8 +294,9 @@ def import_graph(g: Graph) -> GraphBatch:
         if rel is None:
             raise InvalidRecord(f"relationship {r.n3()} has the unknown kg:relType {rel_type.n3(_NS)}.")
         s, o = _single(g, r, REL_SOURCE), _single(g, r, REL_TARGET)
-        src, dst = end(s, rel, r), end(o, rel, r)
-        check_ends(rel, src, dst, r)
+        what = f"{rel} relationship {r.n3()}"
+        src, dst = end(s, what), end(o, what)
+        check_ends(rel, src, dst, what)
         spec = RELS[rel]
         props = {}
         for pred, obj in g.predicate_objects(r):
@@ -317,8 +316,9 @@ def import_graph(g: Graph) -> GraphBatch:
         for s, o in g.subject_objects(pred):
             if (s, rel, o) in covered:
                 continue
-            src, dst = end(s, rel, s), end(o, rel, s)
-            check_ends(rel, src, dst, s)
+            what = f"the triple {s.n3()} {pred.n3(_NS)} {o.n3()}"
+            src, dst = end(s, what), end(o, what)
+            check_ends(rel, src, dst, what)
             batch.edge(rel, src, dst)
 
     # 5. kg: terms on anything that is neither a node nor a relationship are a mistake, not noise
@@ -377,13 +377,10 @@ class _ExactTurtleSerializer(TurtleSerializer):
 
 def _serialize(g: Graph, fmt: str) -> bytes:
     if fmt == "turtle":
-        import io
-
         buffer = io.BytesIO()
         _ExactTurtleSerializer(g).serialize(buffer, encoding="utf-8")
         return buffer.getvalue()
-    context = {prefix: ns for prefix, ns in PREFIXES.items() if prefix != "kgid"}
-    return g.serialize(format="json-ld", context=context, indent=2, encoding="utf-8")
+    return g.serialize(format="json-ld", context=dict(PREFIXES), indent=2, encoding="utf-8")
 
 
 def write_rdf(store: GraphStore, path: str | Path, format: str | None = None) -> int:

@@ -96,6 +96,11 @@ class GraphStore(ABC):
         self._check_endpoints(batch)
         return self._apply(batch)
 
+    def clear(self) -> None:
+        """Delete every node and relationship (in chunks, so a large graph does not need one huge transaction)."""
+        while self.execute("MATCH (n) WITH n LIMIT 20000 DETACH DELETE n RETURN count(*) AS c")[0]["c"]:
+            pass
+
     def existing_ids(self, label: Label, ids: list[str]) -> set[str]:
         """The subset of ``ids`` that exist as ``label`` nodes."""
         found: set[str] = set()

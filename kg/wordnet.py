@@ -21,6 +21,7 @@ NLTK's conventions exactly (see there), so its values match ``nltk.corpus.wordne
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +34,33 @@ ROOT_NAME = "entity.n.01"
 
 # lexnames(5): the lexicographer file of each synset, by number (nouns are 03..28).
 _NOUN_LEXNAMES = (
-    "noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body noun.cognition "
-    "noun.communication noun.event noun.feeling noun.food noun.group noun.location noun.motive "
-    "noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process noun.quantity "
-    "noun.relation noun.shape noun.state noun.substance noun.time"
-).split()
+    "noun.Tops",
+    "noun.act",
+    "noun.animal",
+    "noun.artifact",
+    "noun.attribute",
+    "noun.body",
+    "noun.cognition",
+    "noun.communication",
+    "noun.event",
+    "noun.feeling",
+    "noun.food",
+    "noun.group",
+    "noun.location",
+    "noun.motive",
+    "noun.object",
+    "noun.person",
+    "noun.phenomenon",
+    "noun.plant",
+    "noun.possession",
+    "noun.process",
+    "noun.quantity",
+    "noun.relation",
+    "noun.shape",
+    "noun.state",
+    "noun.substance",
+    "noun.time",
+)
 _FIRST_NOUN_LEXFILE = 3
 
 # WordNet's morphy detachment rules for nouns (suffix, replacement), in its order.
@@ -138,14 +161,15 @@ class WordNet:
             )
         wordnet = cls(synsets, index, exceptions, root)
         if ROOT_NAME not in wordnet._by_name:
-            raise InvalidRecord(f"{paths['data.noun']} has no {ROOT_NAME}; it is not WordNet 3.0's noun file.")
+            raise InvalidRecord(f"{paths['data.noun']} has no {ROOT_NAME}; it is not WordNet's noun file.")
         return wordnet
 
     # -- lookup -------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._synsets)
 
-    def __iter__(self):  # noqa: ANN204  (an iterator of Synset, in data.noun order)
+    def __iter__(self) -> Iterator[Synset]:
+        """Every synset, in ``data.noun`` order."""
         return iter(self._synsets.values())
 
     @property
@@ -220,7 +244,12 @@ class WordNet:
 
     def ancestors(self, ref: SynsetRef) -> list[Synset]:
         """Every synset above ``ref`` (not ``ref`` itself), nearest first."""
-        return [self._synsets[o] for o in self._distances(self.synset(ref)) if o != self.synset(ref).offset]
+        synset = self.synset(ref)
+        return [self._synsets[o] for o in self._distances(synset) if o != synset.offset]
+
+    def is_a(self, ref: SynsetRef, broader: SynsetRef) -> bool:
+        """Whether ``broader`` is ``ref`` or above it (``is_a("dog.n.01", "animal.n.01")``)."""
+        return self.synset(broader).offset in self._distances(self.synset(ref))
 
     def hypernym_paths(self, ref: SynsetRef) -> list[list[Synset]]:
         """Every path from the root ``entity.n.01`` down to ``ref`` (both included), as NLTK's."""
@@ -237,7 +266,7 @@ class WordNet:
         """Edges on the longest path from ``ref`` up to the root (NLTK's ``max_depth``)."""
         return self._depth(self.synset(ref).offset, self._max_depth, max)
 
-    def _depth(self, offset: int, memo: dict[int, int], pick) -> int:  # noqa: ANN001
+    def _depth(self, offset: int, memo: dict[int, int], pick: Callable[[Iterable[int]], int]) -> int:
         # Iterative post-order walk: recursion would be fine at depth ~20, but this is as short.
         stack = [offset]
         while stack:
@@ -270,8 +299,9 @@ class WordNet:
         """The deepest synsets (by ``depth``) that are ``a`` or above it and ``b`` or above it.
 
         As NLTK's ``lowest_common_hypernyms(..., use_min_depth=True)``: a synset counts as its own
-        hypernym, so ``lch(dog, dog) = [dog]`` and ``lch(dog, canine) = [canine]``; ties are sorted
-        by name.
+        hypernym (``lch(cat, feline) = [feline]``) and ties are sorted by name. Ranking by *min*
+        depth has one odd effect NLTK shares: dog.n.01 has depth 8 (through domestic_animal.n.01)
+        but canine.n.02 has 12, so ``lch(dog, dog) = [canine.n.02]``.
         """
         sa, sb = self.synset(a), self.synset(b)
         common = self._distances(sa).keys() & self._distances(sb).keys()
@@ -287,16 +317,21 @@ class WordNet:
         return min(totals) if totals else None
 
     def wup_similarity(self, a: SynsetRef, b: SynsetRef) -> float:
-        """Wu-Palmer similarity, in (0, 1], with NLTK's conventions so the values agree with NLTK.
+        """Wu-Palmer similarity in (0, 1], with NLTK's conventions so that the values agree with NLTK.
 
         ``2 * D / (la + lb + 2 * D)`` where ``lcs`` is the first of ``lowest_common_hypernyms(a, b)``
-        (or ``a`` itself when ``a`` is among them), ``D = max_depth(lcs) + 1`` (depth counted from 1
-        at the root) and ``la``, ``lb`` are the shortest path lengths from ``a`` and ``b`` to
-        ``lcs``. Where paths do not branch this is the textbook ``2 d(lcs) / (d(a) + d(b))`` with
-        every depth counted +1: dog.n.01 (13) and cat.n.01 (13) meet at carnivore.n.01 (11), giving
-        ``2*12 / (14 + 14) = 0.857``.
+        (or ``a`` itself when ``a`` is among them), ``D = max_depth(lcs) + 1`` (depths counted from 1
+        at the root, NLTK's convention) and ``la``, ``lb`` are ``shortest_path_distance`` from ``a``
+        and ``b`` to ``lcs``. On a single-inheritance chain this is the textbook
+        ``2 d(lcs) / (d(a) + d(b))`` with every depth counted +1: dog.n.01 and cat.n.01 (depth 13
+        along their carnivore path) meet at carnivore.n.01 (11), giving ``2*12 / (14 + 14) = 0.857``.
+
+        One deliberate difference: a synset scores 1.0 with itself, where NLTK gives 0.929 for
+        dog.n.01 (see ``lowest_common_hypernyms``).
         """
         sa, sb = self.synset(a), self.synset(b)
+        if sa.offset == sb.offset:
+            return 1.0
         subsumers = self.lowest_common_hypernyms(sa, sb)
         if not subsumers:  # cannot happen within the noun hierarchy: everything reaches entity.n.01
             return 0.0

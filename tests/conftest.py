@@ -45,7 +45,7 @@ def neo4j_uri() -> str:
 
 
 def _wipe(store: GraphStore) -> None:
-    store.execute("MATCH (n) DETACH DELETE n")
+    store.clear()
 
 
 @pytest.fixture(params=["ladybug", "neo4j"])

@@ -21,7 +21,7 @@ CHAIN = [
     ("fmnist-imbalanced", "imbalance"),
     ("fmnist-gray-inverted", "invert"),
 ]
-TRICKY_NAME = 'x"); MATCH (n) DETACH DELETE n; // \'quoted\' RETURN'
+TRICKY_NAME = "x\"); MATCH (n) DETACH DELETE n; // 'quoted' RETURN"
 
 D, M, B, A, G = Label.DATASET, Label.MODEL, Label.BIAS, Label.ACTIVITY, Label.AGENT
 
@@ -42,17 +42,44 @@ def lineage_batch() -> GraphBatch:
     b.edge(Rel.TRAINED_ON, (M, "cnn-base"), (D, "fmnist-imbalanced"))
     b.edge(Rel.TRAINED_ON, (M, "cnn-tuned"), (D, "digits"))
     b.edge(Rel.FINETUNED_FROM, (M, "cnn-tuned"), (M, "cnn-base"))
-    b.node(B, "bias-label-noise", name="label noise", kind="label-noise", source="human", severity="medium",
-           description="about 3% of training labels are wrong")
-    b.node(B, "bias-imbalance", name="class imbalance", kind="class-imbalance", source="measured",
-           severity="high", description="rarest class has 1/10 of the commonest")
-    b.node(B, "bias-writers", name="few writers", kind="sampling", source="human", severity="low",
-           description="digits come from 43 writers")
+    b.node(
+        B,
+        "bias-label-noise",
+        name="label noise",
+        kind="label-noise",
+        source="human",
+        severity="medium",
+        description="about 3% of training labels are wrong",
+    )
+    b.node(
+        B,
+        "bias-imbalance",
+        name="class imbalance",
+        kind="class-imbalance",
+        source="measured",
+        severity="high",
+        description="rarest class has 1/10 of the commonest",
+    )
+    b.node(
+        B,
+        "bias-writers",
+        name="few writers",
+        kind="sampling",
+        source="human",
+        severity="low",
+        description="digits come from 43 writers",
+    )
     b.edge(Rel.HAS_BIAS, (D, "fmnist"), (B, "bias-label-noise"))
     b.edge(Rel.HAS_BIAS, (D, "fmnist-imbalanced"), (B, "bias-imbalance"))
     b.edge(Rel.HAS_BIAS, (D, "digits"), (B, "bias-writers"))
-    b.node(A, "act-pretrain", name="pretrain cnn-base", kind="pretraining", status="finished",
-           settings={"epochs": 3})
+    b.node(
+        A,
+        "act-pretrain",
+        name="pretrain cnn-base",
+        kind="pretraining",
+        status="finished",
+        settings={"epochs": 3},
+    )
     b.node(G, "alice", name="Alice", kind="person")
     b.edge(Rel.USED, (A, "act-pretrain"), (D, "fmnist-imbalanced"), role="train")
     b.edge(Rel.GENERATED_BY, (M, "cnn-base"), (A, "act-pretrain"))

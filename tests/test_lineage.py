@@ -36,7 +36,11 @@ def test_ancestors_of_finetuned_model(loaded: GraphStore) -> None:
 
 
 def test_depth_bounds_the_answer(loaded: GraphStore) -> None:
-    assert {r.id for r in ancestors(loaded, M, "cnn-tuned", depth=2)} == {"cnn-base", "digits", "fmnist-imbalanced"}
+    assert {r.id for r in ancestors(loaded, M, "cnn-tuned", depth=2)} == {
+        "cnn-base",
+        "digits",
+        "fmnist-imbalanced",
+    }
     with pytest.raises(InvalidRecord):
         ancestors(loaded, M, "cnn-tuned", depth=0)
 
@@ -98,9 +102,7 @@ def test_cli_lineage_and_bias(loaded: GraphStore) -> None:
 def test_cli_query_variable_length_lineage(loaded: GraphStore) -> None:
     uri = loaded.uri
     loaded.close()
-    cypher = (
-        "MATCH (d:Dataset {id: $id})-[:DERIVED_FROM*1..10]->(a:Dataset) RETURN a.id AS id ORDER BY id"
-    )
+    cypher = "MATCH (d:Dataset {id: $id})-[:DERIVED_FROM*1..10]->(a:Dataset) RETURN a.id AS id ORDER BY id"
     proc = kgraft("query", cypher, "--param", "id=fmnist-gray-inverted", "--json", store=uri)
     assert proc.returncode == 0, proc.stderr
     assert [r["id"] for r in json.loads(proc.stdout)] == sorted(name for name, _ in CHAIN[:-1])

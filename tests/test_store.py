@@ -29,7 +29,13 @@ def test_upsert_merges_properties_and_decodes_json(store: GraphStore) -> None:
     b = GraphBatch()
     b.node(D, "a", imbalance=2.5)
     store.apply(b)
-    assert store.node(D, "a") == {"id": "a", "name": "A", "mean": [0.1, 0.2], "n_samples": 10, "imbalance": 2.5}
+    assert store.node(D, "a") == {
+        "id": "a",
+        "name": "A",
+        "mean": [0.1, 0.2],
+        "n_samples": 10,
+        "imbalance": 2.5,
+    }
     assert store.node(D, "missing") is None
 
 

@@ -114,7 +114,9 @@ class CCExamDigitNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != (self.input_size, self.input_size):
-            raise ValueError(f"expected {self.input_size}x{self.input_size} inputs, got {tuple(x.shape[-2:])}.")
+            raise ValueError(
+                f"expected {self.input_size}x{self.input_size} inputs, got {tuple(x.shape[-2:])}."
+            )
         return self.classifier(self.features(x).flatten(1))
 
 
@@ -151,13 +153,17 @@ class CCExamSVHNNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[-2:]) != (self.input_size, self.input_size):
-            raise ValueError(f"expected {self.input_size}x{self.input_size} inputs, got {tuple(x.shape[-2:])}.")
+            raise ValueError(
+                f"expected {self.input_size}x{self.input_size} inputs, got {tuple(x.shape[-2:])}."
+            )
         return self.classifier(self.features(x).flatten(1))
 
 
 # name -> (channels, default side, head, layer groups)
 _CCEXAM: dict[str, tuple[int, int, str, Groups]] = {
-    "ccexam-mnist": (1, 28, "classifier.2", [["features.0"], ["features.3"], ["classifier.0"], ["classifier.2"]]),
+    "ccexam-mnist": (
+        1, 28, "classifier.2", [["features.0"], ["features.3"], ["classifier.0"], ["classifier.2"]],
+    ),
     "ccexam-usps": (
         1, 16, "classifier.4",
         [["features.0", "features.1"], ["features.4", "features.5"], ["classifier.1"], ["classifier.4"]],
@@ -197,7 +203,8 @@ def architecture_family(architecture: str) -> str:
     raise ZooError(f"unknown architecture {architecture!r}; the zoo builds {', '.join(known)}.")
 
 
-def _timm() -> Any:
+def import_timm() -> Any:
+    """The ``timm`` module, or ``ZooError`` saying how to install it."""
     try:
         return importlib.import_module("timm")
     except ImportError as err:
@@ -218,9 +225,8 @@ def build_model(
     """
     family = architecture_family(architecture)
     side = image_size[0] if isinstance(image_size, tuple) else image_size
-    if image_size is not None and isinstance(image_size, tuple) and image_size[0] != image_size[1]:
-        if family in ("ccexam", "vit"):
-            raise ZooError(f"{architecture} takes square images, got {image_size}.")
+    if isinstance(image_size, tuple) and image_size[0] != image_size[1] and family in ("ccexam", "vit"):
+        raise ZooError(f"{architecture} takes square images, got {image_size}.")
     if family == "smallcnn":
         return SmallCNN(in_channels, num_classes, **arch_kwargs)
     if family == "ccexam":
@@ -232,7 +238,7 @@ def build_model(
             return CCExamSVHNNet(side, num_classes, **arch_kwargs)
         return CCExamDigitNet(side, num_classes, batchnorm=architecture == "ccexam-usps", **arch_kwargs)
     if family == "timm":
-        timm = _timm()
+        timm = import_timm()
         kwargs = dict(arch_kwargs)
         if side is not None and "img_size" not in kwargs and _timm_fixed_size(timm, architecture):
             kwargs["img_size"] = side
@@ -242,7 +248,7 @@ def build_model(
                 in_chans=in_channels, **kwargs,
             )  # fmt: skip
         except RuntimeError as err:  # timm's "Unknown model (...)"
-            raise ZooError(f"timm cannot build {architecture[len(TIMM_PREFIX):]!r}: {err}") from err
+            raise ZooError(f"timm cannot build {architecture[len(TIMM_PREFIX) :]!r}: {err}") from err
     if in_channels != 3:
         raise ZooError(
             f"torchvision's {architecture} takes 3-channel images, not {in_channels}; repeat grayscale "
@@ -308,7 +314,7 @@ def _raw_layer_groups(model: nn.Module, architecture: str) -> Groups:
 
 def _timm_layer_groups(model: nn.Module, architecture: str) -> Groups:
     """timm's own ``group_matcher(coarse=True)`` groups, as module prefixes, with the head's group last."""
-    timm = _timm()
+    timm = import_timm()
     matcher = model.group_matcher(coarse=True)  # type: ignore[operator]
     by_id = timm.models.group_parameters(model, matcher)
     param_groups = [list(names) for _, names in sorted(by_id.items())]
@@ -336,5 +342,6 @@ __all__ = [
     "architecture_family",
     "build_model",
     "head_name",
+    "import_timm",
     "layer_groups",
 ]

@@ -81,7 +81,9 @@ class ModelRecord:
     def _validate(self) -> None:
         where = f"model record {self.id!r}"
         if len(self.input_size) != 3 or min(self.input_size) < 1:
-            raise ZooError(f"{where} needs input_size (C, H, W) of positive whole numbers, got {self.input_size}.")
+            raise ZooError(
+                f"{where} needs input_size (C, H, W) of positive whole numbers, got {self.input_size}."
+            )
         channels = self.input_size[0]
         if len(self.mean) != channels or len(self.std) != channels:
             raise ZooError(f"{where} needs one mean and one std per input channel ({channels}).")
@@ -90,9 +92,7 @@ class ModelRecord:
         if self.num_classes < 1:
             raise ZooError(f"{where} needs at least one class, got {self.num_classes}.")
         if self.class_names and len(self.class_names) != self.num_classes:
-            raise ZooError(
-                f"{where} has {len(self.class_names)} class names for {self.num_classes} classes."
-            )
+            raise ZooError(f"{where} has {len(self.class_names)} class names for {self.num_classes} classes.")
         if self.interpolation not in INTERPOLATIONS:
             raise ZooError(f"{where} has interpolation {self.interpolation!r}; use one of {INTERPOLATIONS}.")
         if not self.layer_groups or any(not group for group in self.layer_groups):
@@ -107,7 +107,7 @@ class ModelRecord:
         return self.input_size[0]
 
     def to_properties(self) -> dict[str, Any]:
-        """The Model node's properties (ontology.vocab names; json kinds as lists and dicts); ``None`` left out.
+        """The Model node's properties (names of ontology.vocab, json kinds as lists/dicts), ``None`` omitted.
 
         ``class_names`` and ``arch_kwargs`` go into ``extra``; ``pretrained_on`` is not a property (it is
         the TRAINED_ON edge).

@@ -1,0 +1,72 @@
+"""Time the D x D transferability estimators on CPU: LogME, SFDA and the shrinkage H-score.
+
+Workload: 10,000 x 2,048 float32 features with 100 classes (a ResNet-50 penultimate layer on a
+mid-sized target set), class-structured so the fixed points and shrinkages behave as on real data.
+Prints one markdown table (best of ``--repeats`` wall-clock runs, after one warm-up) with the
+machine beside it; writes nothing.
+
+    .venv/bin/python benchmarks/probe_bench.py [--samples 10000] [--dims 2048] [--classes 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+
+from transfer.probe.estimators import hscore, logme, sfda
+
+
+def make_features(samples: int, dims: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Non-negative, non-centred, class-structured float32 features, like pooled ReLU activations."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(samples) % classes
+    centres = torch.randn(classes, dims, generator=generator) * 0.5
+    features = torch.relu(centres[labels] + torch.randn(samples, dims, generator=generator))
+    return features.float(), labels
+
+
+def best_time(fn: Callable[[], float], repeats: int) -> tuple[float, float]:
+    value = fn()  # warm-up: first-call allocations and library loading
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--dims", type=int, default=2_048)
+    parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    features, labels = make_features(args.samples, args.dims, args.classes)
+    runs = {
+        "LogME": lambda: logme(features, labels),
+        "SFDA": lambda: sfda(features, labels),
+        "H-score (shrinkage)": lambda: hscore(features, labels),
+    }
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}, "
+        f"load average {load:.2f} at start"
+    )
+    print(f"Workload: {args.samples} x {args.dims} float32 features, {args.classes} classes, CPU\n")
+    print("| estimator | best of {} (s) | score |".format(args.repeats))
+    print("|---|---:|---:|")
+    for name, fn in runs.items():
+        seconds, value = best_time(fn, args.repeats)
+        print(f"| {name} | {seconds:.2f} | {value:.4f} |")
+
+
+if __name__ == "__main__":
+    main()

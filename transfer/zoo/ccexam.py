@@ -1,0 +1,120 @@
+"""Real pretrained digit CNNs from PyPI ``ccexam`` 1.0.0 (FYS-8805 Collaborative Coding Exam, MIT licence).
+
+The package bundles three state dicts trained by its authors: ``weights/mnist.pth`` (28x28 grayscale,
+``MNISTNet``), ``weights/usps.pth`` (16x16 grayscale, ``USPSNet``) and ``weights/svhn.pth`` (32x32 RGB,
+``SVHNNet``). They were saved from CUDA tensors, so they are read with ``map_location="cpu"``, and with
+``weights_only=True`` like every checkpoint. The architectures are rebuilt in ``architectures.py`` with
+the same module names, so no ccexam code runs and a record still loads once its checkpoint is copied
+elsewhere; only the installed weight files are read from the package.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from transfer.zoo.architectures import build_model
+from transfer.zoo.loading import file_checksum, record_for_model
+from transfer.zoo.record import ModelRecord, ZooError
+
+HOMEPAGE = "https://github.com/FYS-8805-Collaborative-Coding/Collaborative-Coding-Exam"
+DIGIT_CLASSES = [str(d) for d in range(10)]
+
+
+@dataclass(frozen=True)
+class CCExamModel:
+    """One bundled ccexam model: its architecture, weight file, input and the data it was trained on."""
+
+    architecture: str
+    weights: str
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pretrained_on: str
+    description: str
+    reported: dict[str, float]
+
+
+# Normalisation statistics and image sizes: ccexam 1.0.0 ccexam/constants.py lines 3-7 (DATASET_STATS),
+# used by ccexam/inference.py lines 311-326 (INFERENCE_REGISTRY) and ccexam/data.py lines 100-107
+# (Resize, Grayscale/RGB, ToTensor, Normalize). Resize is torchvision's default, bilinear.
+# Reported precision/recall: the model cards in ccexam's README (PyPI METADATA, "Model Cards").
+CCEXAM_MODELS: dict[str, CCExamModel] = {
+    "mnist": CCExamModel(
+        "ccexam-mnist", "weights/mnist.pth", (1, 28, 28), (0.1307,), (0.3081,), "mnist",
+        "MNIST handwritten-digit CNN (two conv/ReLU/max-pool blocks, 128-unit MLP head) from PyPI ccexam.",
+        {"reported_test_precision": 0.9905, "reported_test_recall": 0.9904},
+    ),
+    "usps": CCExamModel(
+        "ccexam-usps", "weights/usps.pth", (1, 16, 16), (0.2471,), (0.2994,), "usps",
+        "USPS handwritten-digit CNN (two conv/BN/ReLU/max-pool blocks, dropout MLP head) from PyPI ccexam.",
+        {"reported_test_precision": 0.9709, "reported_test_recall": 0.9697},
+    ),
+    "svhn": CCExamModel(
+        "ccexam-svhn", "weights/svhn.pth", (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
+        "svhn",
+        "SVHN house-number digit CNN (three double-conv/BN blocks, dropout MLP head) from PyPI ccexam; "
+        "trained 5 epochs with Adam, no augmentation.",
+        {"reported_test_precision": 0.9436, "reported_test_recall": 0.9473},
+    ),
+}  # fmt: skip
+
+
+def ccexam_installed() -> bool:
+    """Whether the ``ccexam`` package is importable (its weight files come with it)."""
+    return importlib.util.find_spec("ccexam") is not None
+
+
+def _package_dir() -> Path:
+    spec = importlib.util.find_spec("ccexam")
+    if spec is None or not spec.submodule_search_locations:
+        raise ZooError("ccexam is not installed: pip install --no-deps ccexam")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def ccexam_weights_path(name: str) -> Path:
+    """The installed weight file of ccexam model ``name`` (``mnist``, ``usps``, ``svhn``)."""
+    if name not in CCEXAM_MODELS:
+        raise ZooError(f"ccexam has no model {name!r}; it ships {', '.join(CCEXAM_MODELS)}.")
+    path = _package_dir() / CCEXAM_MODELS[name].weights
+    if not path.is_file():
+        raise ZooError(f"the ccexam package lacks {path}; reinstall it with pip install --no-deps ccexam.")
+    return path
+
+
+def ccexam_records() -> list[ModelRecord]:
+    """Records of the three bundled ccexam models, with paths and checksums of the installed weight files."""
+    version = importlib.metadata.version("ccexam") if ccexam_installed() else None
+    records = []
+    for name, spec in CCEXAM_MODELS.items():
+        path = ccexam_weights_path(name)
+        channels, height, _ = spec.input_size
+        model = build_model(spec.architecture, len(DIGIT_CLASSES), channels, height)
+        records.append(
+            record_for_model(
+                model,
+                spec.architecture,
+                id=f"ccexam.{name}",
+                name=f"ccexam {name} CNN",
+                input_size=spec.input_size,
+                mean=spec.mean,
+                std=spec.std,
+                interpolation="bilinear",
+                checkpoint=str(path),
+                checksum=file_checksum(path),
+                license="MIT",
+                source=f"ccexam:{name}",
+                version=version,
+                pretrained_on=spec.pretrained_on,
+                metrics=dict(spec.reported),
+                class_names=DIGIT_CLASSES,
+                description=spec.description,
+                extra={"homepage": HOMEPAGE, "package_file": f"ccexam/{spec.weights}"},
+            )
+        )
+    return records
+
+
+__all__ = ["CCEXAM_MODELS", "CCExamModel", "ccexam_installed", "ccexam_records", "ccexam_weights_path"]
