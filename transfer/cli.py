@@ -223,10 +223,8 @@ def import_croissant(
     """Read Croissant metadata: the dataset, its creators, its lineage, RAI biases and class labels."""
     from kg.croissant import import_croissant as read
 
-    with user_errors():
-        batch = read(path)
     with store_from(ctx) as store:
-        stats = store.apply(batch)
+        stats = store.apply(read(path, store=store))
     console.print(
         f"imported {path.name}: {stats.nodes_created} nodes and {stats.edges_created} relationships created, "
         f"{stats.nodes_updated + stats.edges_updated} updated"
@@ -241,9 +239,12 @@ def demo(ctx: typer.Context) -> None:
     from transfer.demo import register_demo_data
     from transfer.render import reaches_table
 
-    with store_from(ctx) as store, Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
-    ) as progress:
+    with (
+        store_from(ctx) as store,
+        Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
+        ) as progress,
+    ):
         task = progress.add_task("starting", total=None)
         result = register_demo_data(store, step=lambda text: progress.update(task, description=text))
         progress.update(task, description="done")
@@ -251,6 +252,127 @@ def demo(ctx: typer.Context) -> None:
     start = result.lineage_of
     console.print(reaches_table(f"$ kgraft lineage {start}", start, result.lineage))
     console.print(reaches_table(f"$ kgraft bias {start}", start, result.biases, bias=True))
+
+
+@import_app.command("wordnet")
+def import_wordnet(
+    ctx: typer.Context,
+    dict_dir: Annotated[Path, typer.Option("--dict", help="WordNet 3.0 dict folder.")] = Path(
+        "/usr/share/wordnet"
+    ),
+) -> None:
+    """Load the WordNet noun hierarchy (about 82k synsets) as Concepts with IS_A, in bulk."""
+    from kg.wordnet import WordNet, to_batch
+
+    with store_from(ctx) as store:
+        with err_console.status("reading WordNet"):
+            batch = to_batch(WordNet.load(dict_dir))
+        with err_console.status(f"writing {batch.node_count():,} concepts and {batch.edge_count():,} IS_A"):
+            stats = store.apply(batch)
+    console.print(f"WordNet: {stats.nodes_created:,} concepts created, {stats.nodes_updated:,} updated")
+
+
+dataset_app = typer.Typer(help="Register datasets.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("add")
+def dataset_add(
+    ctx: typer.Context,
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="A builtin name (fashion-mnist, digits, animal-mnist), a folder, "
+            "idx:DIR, imagefolder:DIR or torchvision:NAME[:ROOT]."
+        ),
+    ],
+    name: Annotated[str | None, typer.Option(help="Name to register it under.")] = None,
+    derived_from: Annotated[str | None, typer.Option(help="The dataset it was made from.")] = None,
+    domain: Annotated[str | None, typer.Option(help="e.g. 'handwriting', 'product photos'.")] = None,
+    bias: Annotated[list[str], typer.Option(help="A known bias, 'kind: description' (repeatable).")] = [],  # noqa: B006
+    agent: Annotated[str | None, typer.Option(help="Who registers it.")] = None,
+    new_version: Annotated[bool, typer.Option(help="Record changed content as a new version.")] = False,
+    concepts: Annotated[bool, typer.Option(help="Map class names to WordNet synsets.")] = True,
+    hint: Annotated[
+        str | None, typer.Option(help="Prefer WordNet senses under this synset, e.g. animal.n.01.")
+    ] = None,
+) -> None:
+    """Register a dataset with its profile, classes (WordNet concepts), domain, biases and lineage."""
+    from kg.wordnet import WordNet
+    from transfer.data.sources import load_dataset
+    from transfer.register import parse_bias, register_dataset
+
+    with store_from(ctx) as store:
+        with err_console.status(f"loading {spec}"):
+            ds = load_dataset(spec)
+        if name:
+            ds.name = name
+        biases = [parse_bias(b) for b in bias]
+        wordnet = WordNet.load() if concepts else None
+        with err_console.status("profiling and recording"):
+            reg = register_dataset(
+                store,
+                ds,
+                derived_from=derived_from,
+                domain=domain,
+                biases=biases,
+                agent=agent,
+                new_version=new_version,
+                wordnet=wordnet,
+                concept_hint=hint,
+            )
+    _print_registration(reg)
+
+
+@dataset_app.command("derive")
+def dataset_derive(
+    ctx: typer.Context,
+    parent: Annotated[str, typer.Argument(help="A registered dataset (id or name).")],
+    how: Annotated[
+        str,
+        typer.Argument(
+            help="subset, class_subset, rotate, invert, blur, noise, downscale, "
+            "contrast, brightness, color or imbalance."
+        ),
+    ],
+    param: Annotated[list[str], typer.Option("--param", "-p", help="KEY=VALUE (VALUE parsed as JSON).")] = [],  # noqa: B006
+    name: Annotated[str | None, typer.Option(help="Name of the new dataset.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of random transformations.")] = 0,
+    agent: Annotated[str | None, typer.Option(help="Who made it.")] = None,
+) -> None:
+    """Make a dataset from a registered one and record DERIVED_FROM with the transformation."""
+    from kg.wordnet import WordNet
+    from ontology.vocab import Label
+    from transfer.data.derive import derive, describe_bias
+    from transfer.register import materialise, register_dataset
+
+    with store_from(ctx) as store:
+        params = _parse_params(param)
+        parent_id = store.resolve(parent, (Label.DATASET,))[1]
+        with err_console.status(f"rebuilding {parent_id} from its recipe"):
+            source = materialise(store, parent_id)
+        ds = derive(source, how, params, seed=seed, name=name or f"{source.name}-{how}")
+        biases = []
+        if how == "imbalance":
+            record = describe_bias(source, ds)
+            record.pop("ratio", None)
+            biases.append(record)
+        with err_console.status("profiling and recording"):
+            reg = register_dataset(
+                store, ds, derived_from=parent_id, biases=biases, agent=agent, wordnet=WordNet.load()
+            )
+    _print_registration(reg)
+
+
+def _print_registration(reg: Any) -> None:
+    p = reg.profile
+    console.print(
+        f"{'registered' if reg.created else 'updated'} dataset [bold]{reg.id}[/]: {p['n_samples']:,} images "
+        f"{p['split_counts']}, {p['n_classes']} classes (imbalance {p['imbalance']:.1f}), "
+        f"{p['channels']}x{p['image_size'][0]}x{p['image_size'][1]}, checksum {p['checksum'][:12]}"
+    )
+    for note in reg.notes:
+        console.print(f"note: {note}", style="yellow")
 
 
 def main() -> None:

@@ -13,11 +13,18 @@ from dataclasses import dataclass, field
 
 from kg import GraphStore
 from kg.lineage import Reach, ancestors, biases_reaching
+from kg.wordnet import WordNet
 from ontology.vocab import Label
 from transfer.data.base import ImageDataset
 from transfer.data.derive import derive, describe_bias
 from transfer.data.sources import load_dataset
 from transfer.register import register_dataset
+
+HINTS = {  # WordNet senses to prefer when mapping each dataset's class names
+    "fashion-mnist": ("clothing.n.01", "artifact.n.01"),
+    "animal-mnist": "animal.n.01",
+    "digits": "digit.n.01",
+}
 
 ROOTS = {
     # builtin name: (domain, known biases written by people who know the data)
@@ -78,18 +85,30 @@ class DemoResult:
     lineage: list[Reach] = field(default_factory=list)
     biases: list[Reach] = field(default_factory=list)
     lineage_of: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 def register_demo_data(store: GraphStore, step: Callable[[str], None] = lambda _: None) -> DemoResult:
     """Register the bundled datasets and their derived variants with lineage and biases."""
     result = DemoResult()
     loaded: dict[str, ImageDataset] = {}
+    step("read WordNet")
+    wordnet = WordNet.load()
     for name, (domain, biases) in ROOTS.items():
         step(f"register {name}")
         ds = load_dataset(name)
         loaded[name] = ds
-        reg = register_dataset(store, ds, domain=domain, biases=biases, agent="kgraft demo")
+        reg = register_dataset(
+            store,
+            ds,
+            domain=domain,
+            biases=biases,
+            agent="kgraft demo",
+            wordnet=wordnet,
+            concept_hint=HINTS[name],
+        )
         result.datasets[name] = reg.id
+        result.notes += reg.notes
     for name, parent, how, params in VARIANTS:
         step(f"derive {name} ({how})")
         ds = derive(loaded[parent], how, params, seed=0, name=name)

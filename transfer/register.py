@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kg import GraphBatch, GraphStore
+from kg.concepts import class_concepts_batch
 from kg.errors import InvalidRecord, NotFound
+from kg.wordnet import WordNet
 from ontology.vocab import Label, Rel
 from transfer.data.base import ImageDataset
 from transfer.data.profile import profile_dataset
@@ -152,12 +154,15 @@ def register_dataset(
     biases: list[dict[str, Any]] = (),
     agent: str | None = None,
     new_version: bool = False,
-    extra_batch: GraphBatch | None = None,
+    wordnet: WordNet | None = None,
+    concept_hint: str | tuple[str, ...] | None = None,
 ) -> DatasetRegistration:
     """Record ``ds`` in one transaction; re-registering identical content is a no-op update.
 
     A name that already exists with different content is refused, unless ``new_version``: then the
-    data is recorded as ``ID@vN`` DERIVED_FROM the previous version.
+    data is recorded as ``ID@vN`` DERIVED_FROM the previous version. With ``wordnet``, class names are
+    mapped to noun synsets (preferring senses under ``concept_hint``) and recorded as HAS_CLASS with
+    their IS_A hierarchy; names with no synset become their own Concept and are listed in ``notes``.
     """
     id = id or slug(ds.name)
     profile = profile_dataset(ds)
@@ -184,8 +189,12 @@ def register_dataset(
     )
     if version and not ds.derivation:
         batch.edge(Rel.DERIVED_FROM, (D, id), (D, previous), how="new-version")
-    if extra_batch:
-        batch.merge(extra_batch)
+    if wordnet is not None:
+        counts = [profile["class_counts"].get(c, 0) for c in ds.class_names]
+        concepts, unmapped = class_concepts_batch(id, ds.class_names, counts, wordnet, hint=concept_hint)
+        batch.merge(concepts)
+        if unmapped:
+            notes.append(f"no WordNet synset for {len(unmapped)} class name(s): {', '.join(unmapped)}")
     store.apply(batch)
     return DatasetRegistration(
         id, profile, batch, created=existing is None or version is not None, notes=notes

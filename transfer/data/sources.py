@@ -14,6 +14,7 @@ import inspect
 import pickle
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -405,22 +406,27 @@ def load_dataset(spec: str) -> ImageDataset:
     """Load a builtin name, ``idx:DIR``, ``imagefolder:DIR``, ``torchvision:NAME[:ROOT]`` or a directory.
 
     A plain directory holding ``*idx3-ubyte`` files is read as IDX, any other directory as an image folder.
+    The result's ``source`` is a spec that loads the same data again (a builtin name, or the prefixed form
+    with an absolute path), so the graph can record where to reload it from.
     """
     if spec in BUILTIN_LOADERS:
-        return BUILTIN_LOADERS[spec]()
+        return replace(BUILTIN_LOADERS[spec](), source=spec)
     kind, _, rest = spec.partition(":")
     if kind == "idx" and rest:
-        return load_idx_folder(rest)
+        return replace(load_idx_folder(rest), source=f"idx:{Path(rest).expanduser().resolve()}")
     if kind == "imagefolder" and rest:
-        return load_image_folder(rest)
+        return replace(load_image_folder(rest), source=f"imagefolder:{Path(rest).expanduser().resolve()}")
     if kind == "torchvision" and rest:
         dataset, _, root = rest.partition(":")
-        return load_torchvision(dataset, root) if root else load_torchvision(dataset)
+        if not root:
+            return replace(load_torchvision(dataset), source=f"torchvision:{dataset}")
+        root_path = Path(root).expanduser().resolve()
+        return replace(load_torchvision(dataset, root), source=f"torchvision:{dataset}:{root_path}")
     path = Path(spec).expanduser()
     if path.is_dir():
         if any(path.glob("*idx3-ubyte*")):
-            return load_idx_folder(path)
-        return load_image_folder(path)
+            return load_dataset(f"idx:{path}")
+        return load_dataset(f"imagefolder:{path}")
     raise DataError(
         f"unknown dataset {spec!r}: use a builtin name ({', '.join(BUILTIN_LOADERS)}), "
         "idx:DIR, imagefolder:DIR, torchvision:NAME[:ROOT] or a directory path."

@@ -31,11 +31,14 @@ no cut: its evidence penalises the fit through the prior precision alpha, and it
 form of the SVD when N < D. The shrinkage H-score needs none either: the shrinkage keeps the
 covariance invertible. k-NN has nothing to fit.
 
-Cost: the D x D products run as one symmetric rank-k update (BLAS ``syrk``) in the input's
-precision, float32 inputs are centred first, so the cancellation that float32 would suffer is small;
-everything after the Gram matrix (eigen-decompositions, Cholesky factors, fixed points) runs in
-float64. On CPU the eigen-decomposition goes through SciPy's LAPACK, which on the machines we
-measured was several times faster than the one torch ships for symmetric eigenvectors.
+Precision and cost: the N x D^2 Gram products run as one symmetric rank-k update (BLAS ``syrk``)
+in the input's precision (float32 stays float32; anything else becomes float64), on centred data
+wherever the estimator centres, so float32 loses little to cancellation. LogME's eigen-decomposition
+also runs in the input's precision: the Gram matrix of float32 features is only float32-accurate
+anyway, and on 10,000 x 2,048 features a float32 decomposition moved the score by 3e-8 relative.
+Everything after that (fixed points, Cholesky factors, solves, shrinkages) is float64. On CPU the
+eigen-decomposition goes through SciPy's LAPACK: the MKL ``syevd`` in torch's CPU build was more
+than 10x slower on the AMD machines we measured.
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import scipy.linalg
 import torch
 from scipy.linalg import blas
+from scipy.sparse.linalg import eigsh
 from torch import Tensor
 
 __all__ = [
@@ -100,7 +105,7 @@ def _check(features: Tensor, labels: Tensor) -> _Checked:
         raise ProbeError(f"labels must be integer class indices, got dtype {labels.dtype}.")
     if not features.dtype.is_floating_point:
         features = features.float()
-    if not bool(torch.isfinite(features).all()):
+    if not _all_finite(features):
         raise ProbeError("features contain NaN or infinite values; check the feature extraction.")
     classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
     num_classes = int(classes.numel())
@@ -125,9 +130,16 @@ def _check_logits(source_logits: Tensor | None, n: int, estimator: str) -> Tenso
         )
     if not logits.dtype.is_floating_point:
         logits = logits.float()
-    if not bool(torch.isfinite(logits).all()):
+    if not _all_finite(logits):
         raise ProbeError("source_logits contain NaN or infinite values; check the source head.")
     return logits
+
+
+def _all_finite(x: Tensor) -> bool:
+    """True when no entry is NaN or infinite; one reduction instead of an (N, D) mask in the usual case."""
+    if bool(torch.isfinite(x.sum())):
+        return True
+    return bool(torch.isfinite(x).all())  # the sum may also overflow on huge but finite values
 
 
 def _gram(x: Tensor) -> Tensor:
@@ -135,20 +147,24 @@ def _gram(x: Tensor) -> Tensor:
     if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
         a = x.detach().contiguous().numpy()
         syrk = blas.ssyrk if x.dtype == torch.float32 else blas.dsyrk
-        upper = torch.from_numpy(syrk(1.0, a.T, trans=0, lower=0))  # a.T is Fortran-ordered: no copy
-        return upper.triu() + upper.triu(1).T
+        # a.T is Fortran-ordered, so no copy; syrk fills the upper triangle of a zeroed matrix
+        upper = torch.from_numpy(syrk(1.0, a.T, trans=0, lower=0))
+        full = upper + upper.T
+        full.diagonal().mul_(0.5)
+        return full
     return x.T @ x
 
 
 def _eigh(sym: Tensor) -> tuple[Tensor, Tensor]:
-    """Eigenvalues (ascending) and eigenvectors of a symmetric float64 matrix, on its device."""
+    """Eigenvalues (ascending) and eigenvectors of a symmetric matrix, computed in its dtype, as float64."""
     if sym.device.type == "cpu":
-        # SciPy's LAPACK (OpenBLAS) divide-and-conquer: torch's MKL syevd was ~10x slower on AMD CPUs.
+        # SciPy's LAPACK (OpenBLAS) divide-and-conquer: torch's MKL syevd was >10x slower on our AMD CPUs.
         evals, evecs = scipy.linalg.eigh(
             sym.numpy().copy(), driver="evd", check_finite=False, overwrite_a=True
         )
-        return torch.from_numpy(evals), torch.from_numpy(evecs)
-    return torch.linalg.eigh(sym)
+        return torch.from_numpy(evals).double(), torch.from_numpy(evecs).double()
+    evals, evecs = torch.linalg.eigh(sym)
+    return evals.double(), evecs.double()
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -156,10 +172,16 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float32 if x.dtype == torch.float32 else torch.float64
 
 
+def _onehot(labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
+    """(N, C) indicator matrix of the labels."""
+    out = torch.zeros(labels.shape[0], num_classes, dtype=dtype, device=labels.device)
+    out[torch.arange(labels.shape[0], device=labels.device), labels] = 1.0
+    return out
+
+
 def _class_sums(x: Tensor, labels: Tensor, num_classes: int) -> Tensor:
-    """(C, D) sums of the rows of ``x`` per class, float64."""
-    out = torch.zeros(num_classes, x.shape[1], dtype=x.dtype, device=x.device)
-    return out.index_add_(0, labels, x).double()
+    """(C, D) sums of the rows of ``x`` per class, as float64 (one GEMM with the indicator matrix)."""
+    return (_onehot(labels, num_classes, x.dtype).T @ x).double()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -248,13 +270,12 @@ def logme_fit(features: Tensor, labels: Tensor, *, max_iter: int = 200, tol: flo
     f, y, counts, num_classes = checked.features, checked.labels, checked.counts, checked.num_classes
     f = f.to(_compute_dtype(f))
     n, d = f.shape
-    onehot = torch.zeros(n, num_classes, dtype=f.dtype, device=f.device)
-    onehot[torch.arange(n, device=f.device), y] = 1.0
+    onehot = _onehot(y, num_classes, f.dtype)
     if n >= d:
-        sigma, v = _eigh(_gram(f).double())
+        sigma, v = _eigh(_gram(f))
         c = v.T.to(f.device) @ (f.T @ onehot).double()  # (D, C) = V^T F^T Y
     else:
-        sigma, u = _eigh(_gram(f.T).double())  # F F^T (N, N): c = S U^T y, so c^2 = s (U^T y)^2
+        sigma, u = _eigh(_gram(f.T))  # F F^T (N, N): c = S U^T y, so c^2 = s (U^T y)^2
         c = (u.T.to(f.device) @ onehot.double()) * sigma.to(f.device).clamp_min(0).sqrt()[:, None]
     sigma = sigma.to(f.device).clamp_min(0)[:, None]  # (r, 1), r = min(N, D)
     c2 = c.square()
@@ -358,7 +379,7 @@ def _ledoit_wolf_shrinkage(x: Tensor, cov: Tensor) -> float:
     """
     n, d = x.shape
     mu = float(torch.trace(cov)) / d
-    row_sq = x.double().square().sum(1)
+    row_sq = torch.linalg.vector_norm(x, dim=1).double().square()
     beta_ = float(row_sq.square().sum())
     delta_ = float(cov.square().sum())
     beta = (beta_ / n - delta_) / (d * n)
@@ -422,44 +443,41 @@ def hscore(
 # SFDA
 
 
-def _largest_eigenvalue(sym: Tensor, max_iter: int = 100, tol: float = 1e-6) -> float:
-    """Largest eigenvalue of a PSD matrix by power iteration from its row sums (as SFDA's code starts)."""
-    x = sym.sum(1)
-    if float(x.norm()) == 0.0:
-        x = torch.ones_like(x)
-    value = 0.0
-    for _ in range(max_iter):
-        y = sym @ x
-        norm = float(y.norm())
-        if norm == 0.0:
-            return 0.0
-        new_value = float(x @ y) / float(x @ x)
-        x = y / norm
-        if abs(new_value - value) <= tol * abs(new_value):
-            return new_value
-        value = new_value
-    return value
+def _largest_eigenvalue(sym: Tensor) -> float:
+    """Largest eigenvalue of a symmetric float64 matrix.
+
+    CPU: Lanczos (ARPACK ``eigsh``) started from the row sums, as SFDA's power iteration starts, so it
+    is deterministic; within-class scatters often have a tiny top gap, where power iteration stalls.
+    CUDA: a full ``eigvalsh``, which is cheap there.
+    """
+    if sym.device.type != "cpu":
+        return float(torch.linalg.eigvalsh(sym)[-1])
+    a = sym.numpy()
+    start = a.sum(1)
+    if not np.any(start):
+        start = np.ones(a.shape[0])
+    if a.shape[0] <= 2:
+        return float(np.linalg.eigvalsh(a)[-1])
+    return float(eigsh(a, k=1, which="LA", v0=start, tol=1e-8, return_eigenvectors=False)[0])
 
 
 def _fisher_posteriors(
-    x: Tensor, labels: Tensor, num_classes: int, priors: Tensor, shrinkage: float | None
+    within: Tensor, means: Tensor, labels: Tensor, priors: Tensor, shrinkage: float | None
 ) -> tuple[Tensor, float]:
     """Regularised Fisher discriminant posteriors p(y | x) (N, C) on the training samples themselves.
 
-    S_W = sum_c prior_c cov_c (biased); shrunk S = (1 - l) S_W + l tr(S_W)/D I with, when not given,
-    the adaptive l = max(exp(-5 lambda_max(S_W)), 1e-10). In the C-1 dimensional Fisher space of
-    (S_B, S) the Bayes rule with shared covariance scores class c by
-    z^T mu_c - |mu_c|^2 / 2 + log prior_c, which equals x^T S^-1 mu_c - mu_c^T S^-1 mu_c / 2 +
-    log prior_c in the original space: the directions the projection drops carry no difference
-    between class means once S is whitened. So one Cholesky solve replaces the generalised
-    eigenproblem (and gives exactly what SFDA's reference code computes with all eigenvectors).
+    The samples are given as class means (C, D) float64 plus within-class residuals (N, D), so
+    x_i = means[y_i] + within_i. S_W = sum_c prior_c cov_c (biased) = within^T within / N; the shrunk
+    S = (1 - l) S_W + l tr(S_W)/D I with, when not given, the adaptive
+    l = max(exp(-5 lambda_max(S_W)), 1e-10). In the C-1 dimensional Fisher space of (S_B, S) the
+    Bayes rule with a shared covariance scores class c by z^T mu_c - |mu_c|^2 / 2 + log prior_c, which
+    equals x^T S^-1 mu_c - mu_c^T S^-1 mu_c / 2 + log prior_c in the original space: once S is
+    whitened, the directions the projection drops carry no difference between class means. So one
+    Cholesky solve replaces the generalised eigenproblem, and gives exactly what SFDA's reference
+    code computes with all the eigenvectors.
     """
-    n, d = x.shape
-    counts = priors * n
-    sums = _class_sums(x, labels, num_classes)
-    means = sums / counts[:, None]  # (C, D) float64
-    within = x - means[labels].to(x.dtype)
-    s_w = _gram(within).double() / n  # sum_c prior_c cov_c
+    n, d = within.shape
+    s_w = _gram(within).double() / n
     if shrinkage is None:
         shrinkage = max(math.exp(-5 * _largest_eigenvalue(s_w)), 1e-10)
     shrunk = (1 - shrinkage) * s_w
@@ -471,8 +489,9 @@ def _fisher_posteriors(
         jitter *= 10
         chol, info = torch.linalg.cholesky_ex(shrunk)
     coef = torch.cholesky_solve(means.T.contiguous(), chol)  # (D, C) = S^-1 mu_c
-    intercept = -0.5 * (means * coef.T).sum(1) + torch.log(priors)
-    scores = x.double() @ coef + intercept
+    # x_i^T coef = means[y_i]^T coef (exact, float64) + within_i^T coef (in the features' precision)
+    scores = (means @ coef)[labels] + (within @ coef.to(within.dtype)).double()
+    scores += -0.5 * (means * coef.T).sum(1) + torch.log(priors)
     return torch.softmax(scores, dim=1), shrinkage
 
 
@@ -496,25 +515,29 @@ def sfda(
        log is dropped, as in the reference code, for stability).
 
     Simplifications, stated honestly: the Fisher projection is not materialised (it gives the same
-    posteriors, see ``_fisher_posteriors``); lambda_max comes from power iteration run to a 1e-6
-    relative tolerance rather than the reference code's three steps. Like the reference, the
-    adaptive shrinkage depends on the features' scale. Scores are resubstitution estimates, so
-    features are cut to their principal components when N < 2 D (see the module docstring).
+    posteriors, see ``_fisher_posteriors``); lambda_max is computed exactly (Lanczos) where the
+    reference code takes three power-iteration steps, which can underestimate it and so shrink more.
+    Like the reference, the adaptive shrinkage depends on the features' scale. Scores are
+    resubstitution estimates, so features are cut to their principal components when N < 2 D (see
+    the module docstring).
     """
     checked = _check(features, labels)
     f = _maybe_reduce(checked.features, reduce, max_dim, seed)
     f = f.to(_compute_dtype(f))
-    y, num_classes = checked.labels, checked.num_classes
+    y, num_classes, counts = checked.labels, checked.num_classes, checked.counts.double()
     n = f.shape[0]
-    priors = checked.counts.double() / n
-    probs, shrinkage = _fisher_posteriors(f, y, num_classes, priors, None)
-    confidence = torch.softmax(probs, dim=1)[torch.arange(n, device=f.device), y]  # softened p(y_i|x_i)
-    means = _class_sums(f, y, num_classes) / checked.counts.double()[:, None]
+    rows = torch.arange(n, device=f.device)
+    priors = counts / n
+    means = _class_sums(f, y, num_classes) / counts[:, None]
+    probs, shrinkage = _fisher_posteriors(f - means[y].to(f.dtype), means, y, priors, None)
+    confidence = torch.softmax(probs, dim=1)[rows, y]  # softened p(y_i | x_i)
     outer = (means.sum(0, keepdim=True) - means) / (num_classes - 1)  # mean of the other classes' means
-    w = confidence[:, None].to(f.dtype)
-    mixed = w * f + (1 - w) * outer[y].to(f.dtype)
-    probs, _ = _fisher_posteriors(mixed, y, num_classes, priors, shrinkage)
-    return float(probs[torch.arange(n, device=f.device), y].mean())
+    # x' = o + a (x - o) with o = outer[y], a = confidence: class means o_c + mean_c(a u), u = x - o
+    scaled = (f - outer[y].to(f.dtype)) * confidence[:, None].to(f.dtype)
+    scaled_means = _class_sums(scaled, y, num_classes) / counts[:, None]
+    mixed_means = outer + scaled_means
+    probs, _ = _fisher_posteriors(scaled - scaled_means[y].to(f.dtype), mixed_means, y, priors, shrinkage)
+    return float(probs[rows, y].mean())
 
 
 # ---------------------------------------------------------------------------------------------------
