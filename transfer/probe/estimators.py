@@ -265,6 +265,12 @@ def logme_fit(features: Tensor, labels: Tensor, *, max_iter: int = 200, tol: flo
     c^2 (2t + s) / (t + s)^2, so no 1 / s appears and rank-deficient features are safe. All
     classes iterate together; the evidence is then evaluated exactly at the converged (a, b).
     Features are used as given (not centred), as in the paper.
+
+    Two boundaries are handled explicitly. Labels the features cannot explain send a -> infinity:
+    the evidence then tends to that of pure noise, which is returned (with ``alpha = inf``) when it
+    beats the fixed point. With N <= D and separable classes the fit interpolates and b -> infinity;
+    the evidence has a finite limit there, reached once t = a / b hits its floor (1e-15 of the top
+    eigenvalue). Neither is a saturation: random features score the noise value, not a high one.
     """
     checked = _check(features, labels)
     f, y, counts, num_classes = checked.features, checked.labels, checked.counts, checked.num_classes
@@ -284,29 +290,30 @@ def logme_fit(features: Tensor, labels: Tensor, *, max_iter: int = 200, tol: flo
     scale = float(sigma.max().clamp_min(1e-300))
     t_lo, t_hi = scale * 1e-15, scale * 1e15  # keep t = alpha / beta finite whatever the data
 
-    def moments(t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def moments(t: Tensor, cols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         denom = sigma + t
+        weighted = c2[:, cols] / denom.square()
         gamma = (sigma / denom).sum(0)
-        m2 = (c2 / denom.square()).sum(0)
-        res2 = (n_c - (c2 * (2 * t + sigma) / denom.square()).sum(0)).clamp_min(tiny)
+        m2 = weighted.sum(0)
+        res2 = (n_c[cols] - (weighted * (2 * t + sigma)).sum(0)).clamp_min(tiny)
         return gamma, m2, res2
 
     alpha = torch.ones(num_classes, dtype=torch.float64, device=f.device)
-    beta = torch.ones_like(alpha)
-    t = (alpha / beta).clamp(t_lo, t_hi)
+    t = alpha.clamp(t_lo, t_hi)  # alpha = beta = 1 to start, as in the reference code
+    active = torch.arange(num_classes, device=f.device)  # classes still iterating
     iterations = 0
-    for iterations in range(1, max_iter + 1):  # noqa: B007 (kept for LogMEFit.iterations)
-        gamma, m2, res2 = moments(t)
-        alpha = gamma / m2.clamp_min(tiny)
-        beta = (n - gamma).clamp_min(tiny) / res2
-        t_new = (alpha / beta).clamp(t_lo, t_hi)
-        done = bool(((t_new - t).abs() <= tol * t).all())
-        t = t_new
-        if done:
-            break
+    while active.numel() > 0 and iterations < max_iter:
+        iterations += 1
+        gamma, m2, res2 = moments(t[active], active)
+        new_alpha = gamma / m2.clamp_min(tiny)
+        new_t = (new_alpha * res2 / (n - gamma).clamp_min(tiny)).clamp(t_lo, t_hi)  # alpha / beta
+        converged = (new_t - t[active]).abs() <= tol * t[active]
+        alpha[active], t[active] = new_alpha, new_t
+        active = active[~converged]
     alpha = alpha.clamp_min(tiny)
-    beta = alpha / t  # the (alpha, beta) pair consistent with the final t
-    _, m2, res2 = moments(t)
+    beta = alpha / t  # the (alpha, beta) pair of the final t
+    everything = torch.arange(num_classes, device=f.device)
+    _, m2, res2 = moments(t, everything)
     r = sigma.shape[0]
     logdet = torch.log(alpha + beta * sigma).sum(0) + (d - r) * torch.log(alpha)
     evidence = (
@@ -317,6 +324,14 @@ def logme_fit(features: Tensor, labels: Tensor, *, max_iter: int = 200, tol: flo
         - alpha / 2 * m2
         - n / 2 * math.log(2 * math.pi)
     ) / n
+    # Labels the features cannot explain drive alpha to infinity (w = 0): the supremum is then the
+    # evidence of pure noise, y ~ N(0, 1/beta) with beta = N / |y|^2, which the iteration only
+    # approaches; take it where it is higher.
+    at_infinity = (n / 2 * torch.log(n / n_c) - n / 2 - n / 2 * math.log(2 * math.pi)) / n
+    noise_only = at_infinity > evidence
+    evidence = torch.where(noise_only, at_infinity, evidence)
+    alpha = torch.where(noise_only, torch.full_like(alpha, math.inf), alpha)
+    beta = torch.where(noise_only, n / n_c, beta)
     return LogMEFit(float(evidence.mean()), evidence.cpu(), alpha.cpu(), beta.cpu(), iterations)
 
 
