@@ -132,40 +132,81 @@ class Neo4jStore(GraphStore):
             self._driver = None
 
     def _apply(self, batch: GraphBatch) -> ApplyStats:
+        # New elements are CREATEd and existing ones matched and SET: MERGE would look each one up
+        # twice and, for relationships, scan the start node's relationships per row.
         stats = [0, 0, 0, 0]
         with self.transaction() as tx:
-            for label, rows in batch.nodes.items():
-                statement = f"UNWIND $rows AS row MERGE (n:{label} {{id: row.id}}) SET n += row"
-                created = _run_chunks(tx, statement, list(rows.values()), "nodes_created")
-                stats[0] += created
-                stats[1] += len(rows) - created
-            for (rel, src, dst), rows in batch.edges.items():
-                edge_rows = [_edge_row(rel, r) for r in rows.values()]
-                created = _run_chunks(tx, _merge_edges(rel, src, dst), edge_rows, "relationships_created")
-                stats[2] += created
-                stats[3] += len(rows) - created
+            for label, by_id in batch.nodes.items():
+                rows = list(by_id.values())
+                existing = _existing_nodes(tx, label, list(by_id))
+                new = [r for r in rows if r["id"] not in existing]
+                old = [r for r in rows if r["id"] in existing]
+                _run_chunks(tx, f"UNWIND $rows AS row CREATE (n:{label}) SET n = row", new)
+                _run_chunks(tx, f"UNWIND $rows AS row MATCH (n:{label} {{id: row.id}}) SET n += row", old)
+                stats[0] += len(new)
+                stats[1] += len(old)
+            for (rel, src, dst), by_key in batch.edges.items():
+                rows = [_edge_row(rel, r) for r in by_key.values()]
+                existing = _existing_edges(tx, rel, src, dst, sorted({r["src"] for r in rows}))
+                new = [r for r in rows if _ident(r) not in existing]
+                old = [r for r in rows if _ident(r) in existing]
+                ends = f"MATCH (a:{src} {{id: row.src}}) MATCH (b:{dst} {{id: row.dst}})"
+                _run_chunks(
+                    tx, f"UNWIND $rows AS row {ends} CREATE (a)-[r:{rel}]->(b) SET r = row.props", new
+                )
+                key_match = "".join(f" AND r.{k} = row.key.{k}" for k in RELS[rel].key)
+                _run_chunks(
+                    tx,
+                    f"UNWIND $rows AS row MATCH (a:{src} {{id: row.src}})-[r:{rel}]->"
+                    f"(b:{dst} {{id: row.dst}}) WHERE true{key_match} SET r += row.props",
+                    old,
+                )
+                stats[2] += len(new)
+                stats[3] += len(old)
         return ApplyStats(*stats)
 
 
-def _run_chunks(tx: _Neo4jTx, statement: str, rows: list[dict[str, Any]], counter: str) -> int:
-    """Run an ``UNWIND $rows`` statement over chunks of rows; returns the summed ``counter``."""
-    total = 0
+def _existing_nodes(tx: _Neo4jTx, label: Label, ids: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), 50_000):
+        rows = tx.run(
+            f"UNWIND $ids AS i MATCH (n:{label} {{id: i}}) RETURN n.id AS id",
+            {"ids": ids[start : start + 50_000]},
+        )
+        found.update(r["id"] for r in rows)
+    return found
+
+
+def _existing_edges(tx: _Neo4jTx, rel: Rel, src: Label, dst: Label, src_ids: list[str]) -> set[tuple]:
+    keys = RELS[rel].key
+    cols = "".join(f", r.{k} AS {k}" for k in keys)
+    found: set[tuple] = set()
+    for start in range(0, len(src_ids), 50_000):
+        rows = tx.run(
+            f"UNWIND $ids AS i MATCH (a:{src} {{id: i}})-[r:{rel}]->(b:{dst}) "
+            f"RETURN a.id AS src, b.id AS dst{cols}",
+            {"ids": src_ids[start : start + 50_000]},
+        )
+        found.update((r["src"], r["dst"], *(r[k] for k in keys)) for r in rows)
+    return found
+
+
+def _run_chunks(tx: _Neo4jTx, statement: str, rows: list[dict[str, Any]]) -> None:
+    """Run an ``UNWIND $rows`` statement over chunks of rows."""
     for start in range(0, len(rows), _CHUNK):
         tx.run(statement, {"rows": rows[start : start + _CHUNK]})
-        total += getattr(tx.counters[-1], counter)
-    return total
 
 
 def _edge_row(rel: Rel, row: dict[str, Any]) -> dict[str, Any]:
     key = RELS[rel].key
     props = {k: v for k, v in row.items() if k not in {"src", "dst"}}
-    return {"src": row["src"], "dst": row["dst"], "key": {k: props[k] for k in key}, "props": props}
+    return {
+        "src": row["src"],
+        "dst": row["dst"],
+        "key": {k: props[k] for k in key},
+        "props": props,
+    }
 
 
-def _merge_edges(rel: Rel, src: Label, dst: Label) -> str:
-    key = ", ".join(f"{k}: row.key.{k}" for k in RELS[rel].key)
-    key_map = f" {{{key}}}" if key else ""
-    return (
-        f"UNWIND $rows AS row MATCH (a:{src} {{id: row.src}}) MATCH (b:{dst} {{id: row.dst}}) "
-        f"MERGE (a)-[r:{rel}{key_map}]->(b) SET r += row.props"
-    )
+def _ident(row: dict[str, Any]) -> tuple:
+    return (row["src"], row["dst"], *row["key"].values())

@@ -97,7 +97,7 @@ class GraphStore(ABC):
         return self._apply(batch)
 
     def clear(self) -> None:
-        """Delete every node and relationship (in chunks, so a large graph does not need one huge transaction)."""
+        """Delete every node and relationship, in chunks (a large graph needs no huge transaction)."""
         while self.execute("MATCH (n) WITH n LIMIT 20000 DETACH DELETE n RETURN count(*) AS c")[0]["c"]:
             pass
 

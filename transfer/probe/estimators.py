@@ -248,7 +248,7 @@ class LogMEFit:
     iterations: int
 
 
-def logme_fit(features: Tensor, labels: Tensor, *, max_iter: int = 200, tol: float = 1e-10) -> LogMEFit:
+def logme_fit(features: Tensor, labels: Tensor, *, max_iter: int = 200, tol: float = 1e-9) -> LogMEFit:
     """LogME (You et al. 2021) with its hyper-parameters, for inspection and tests.
 
     For each class c, one-vs-rest targets y (N,) are modelled as y = F w + noise with
@@ -259,10 +259,12 @@ def logme_fit(features: Tensor, labels: Tensor, *, max_iter: int = 200, tol: flo
 
     maximised by MacKay's fixed point gamma = sum_i b s_i / (a + b s_i), a = gamma / |m|^2,
     b = (N - gamma) / |F m - y|^2, with s_i the eigenvalues of F^T F. One eigen-decomposition serves
-    every class: of F^T F (D x D) when N >= D, else of F F^T (N x N), whose N eigenvalues are the
-    non-zero part of the spectrum (the other D - N contribute log a each to log|A|). With
-    c = V^T F^T y and t = a / b, |m|^2 = sum c^2 / (t + s)^2 and |F m - y|^2 = |y|^2 - sum
-    c^2 (2t + s) / (t + s)^2, so no 1 / s appears and rank-deficient features are safe. All
+    every class: of F^T F (D x D) when N >= D, else of F F^T (N x N), whose N eigenvalues hold the
+    non-zero part of the spectrum (the other D - N contribute log a each to log|A|). With t = a / b:
+    when N >= D, c = V^T F^T y gives |m|^2 = sum c^2 / (t + s)^2 and |F m - y|^2 = |y|^2 - sum
+    c^2 (2t + s) / (t + s)^2 (no 1 / s, so rank-deficient features are safe); when N < D,
+    x = U^T y over the complete basis U gives |m|^2 = sum s x^2 / (t + s)^2 and
+    |F m - y|^2 = sum x^2 t^2 / (t + s)^2, which stays accurate as the fit interpolates. All
     classes iterate together; the evidence is then evaluated exactly at the converged (a, b).
     Features are used as given (not centred), as in the paper.
 
@@ -277,26 +279,36 @@ def logme_fit(features: Tensor, labels: Tensor, *, max_iter: int = 200, tol: flo
     f = f.to(_compute_dtype(f))
     n, d = f.shape
     onehot = _onehot(y, num_classes, f.dtype)
-    if n >= d:
-        sigma, v = _eigh(_gram(f))
-        c = v.T.to(f.device) @ (f.T @ onehot).double()  # (D, C) = V^T F^T Y
-    else:
-        sigma, u = _eigh(_gram(f.T))  # F F^T (N, N): c = S U^T y, so c^2 = s (U^T y)^2
-        c = (u.T.to(f.device) @ onehot.double()) * sigma.to(f.device).clamp_min(0).sqrt()[:, None]
-    sigma = sigma.to(f.device).clamp_min(0)[:, None]  # (r, 1), r = min(N, D)
-    c2 = c.square()
     n_c = counts.double()
     tiny = torch.finfo(torch.float64).tiny
+    if n >= d:
+        sigma, v = _eigh(_gram(f))
+        sigma = sigma.to(f.device).clamp_min(0)[:, None]  # (D, 1)
+        c2 = (v.T.to(f.device) @ (f.T @ onehot).double()).square()  # (D, C): c = V^T F^T y
+
+        def fit_terms(t: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
+            """|m|^2 and |F m - y|^2 at t = alpha / beta for the classes ``cols``."""
+            weighted = c2[:, cols] / (sigma + t).square()
+            res2 = n_c[cols] - (weighted * (2 * t + sigma)).sum(0)
+            return weighted.sum(0), res2.clamp_min(1e-12 * n_c[cols])
+
+    else:
+        sigma, u = _eigh(_gram(f.T))  # F F^T (N, N); U is a complete basis of R^N
+        sigma = sigma.to(f.device).clamp_min(0)[:, None]  # (N, 1)
+        x2 = (u.T.to(f.device) @ onehot.double()).square()  # (N, C): x = U^T y, c^2 = s x^2
+
+        def fit_terms(t: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
+            """|m|^2 and |F m - y|^2 at t = alpha / beta, without cancellation near interpolation."""
+            x2_cols = x2[:, cols]
+            denom = (sigma + t).square()
+            return (sigma * x2_cols / denom).sum(0), (x2_cols * t.square() / denom).sum(0)
+
     scale = float(sigma.max().clamp_min(1e-300))
     t_lo, t_hi = scale * 1e-15, scale * 1e15  # keep t = alpha / beta finite whatever the data
 
     def moments(t: Tensor, cols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        denom = sigma + t
-        weighted = c2[:, cols] / denom.square()
-        gamma = (sigma / denom).sum(0)
-        m2 = weighted.sum(0)
-        res2 = (n_c[cols] - (weighted * (2 * t + sigma)).sum(0)).clamp_min(tiny)
-        return gamma, m2, res2
+        m2, res2 = fit_terms(t, cols)
+        return (sigma / (sigma + t)).sum(0), m2, res2.clamp_min(tiny)
 
     alpha = torch.ones(num_classes, dtype=torch.float64, device=f.device)
     t = alpha.clamp(t_lo, t_hi)  # alpha = beta = 1 to start, as in the reference code
