@@ -61,7 +61,7 @@ def main() -> None:
         f"load average {load:.2f} at start"
     )
     print(f"Workload: {args.samples} x {args.dims} float32 features, {args.classes} classes, CPU\n")
-    print("| estimator | best of {} (s) | score |".format(args.repeats))
+    print(f"| estimator | best of {args.repeats} (s) | score |")
     print("|---|---:|---:|")
     for name, fn in runs.items():
         seconds, value = best_time(fn, args.repeats)

@@ -138,7 +138,9 @@ class Neo4jStore(GraphStore):
         with self.transaction() as tx:
             for label, by_id in batch.nodes.items():
                 rows = list(by_id.values())
-                existing = _existing_nodes(tx, label, list(by_id))
+                existing = (
+                    _existing_nodes(tx, label, list(by_id)) if _any(tx, f"MATCH (n:{label})") else set()
+                )
                 new = [r for r in rows if r["id"] not in existing]
                 old = [r for r in rows if r["id"] in existing]
                 _run_chunks(tx, f"UNWIND $rows AS row CREATE (n:{label}) SET n = row", new)
@@ -147,7 +149,9 @@ class Neo4jStore(GraphStore):
                 stats[1] += len(old)
             for (rel, src, dst), by_key in batch.edges.items():
                 rows = [_edge_row(rel, r) for r in by_key.values()]
-                existing = _existing_edges(tx, rel, src, dst, sorted({r["src"] for r in rows}))
+                existing = set()
+                if _any(tx, f"MATCH (:{src})-[r:{rel}]->(:{dst})"):
+                    existing = _existing_edges(tx, rel, src, dst, sorted({r["src"] for r in rows}))
                 new = [r for r in rows if _ident(r) not in existing]
                 old = [r for r in rows if _ident(r) in existing]
                 ends = f"MATCH (a:{src} {{id: row.src}}) MATCH (b:{dst} {{id: row.dst}})"
@@ -164,6 +168,11 @@ class Neo4jStore(GraphStore):
                 stats[2] += len(new)
                 stats[3] += len(old)
         return ApplyStats(*stats)
+
+
+def _any(tx: _Neo4jTx, pattern: str) -> bool:
+    """Whether ``pattern`` matches anything: lets a load into an empty graph skip existence checks."""
+    return bool(tx.run(f"{pattern} RETURN 1 AS one LIMIT 1"))
 
 
 def _existing_nodes(tx: _Neo4jTx, label: Label, ids: list[str]) -> set[str]:

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+import scipy.optimize
 import torch
 from scipy.linalg import blas
 from scipy.sparse.linalg import eigsh
@@ -430,9 +431,10 @@ def hscore(
     covariance is the Ledoit-Wolf estimate (1 - a) S + a tr(S)/D I, and the between-class covariance
     is scaled by (1 - a) alike, so H = tr(S_a^-1 (1 - a) cov(E[f|y])); the shrunk covariance is
     positive definite, so a Cholesky solve replaces the pseudo-inverse. Without shrinkage it is Bao
-    et al.'s score with a pseudo-inverse (cut-off max(N, D) * eps * largest eigenvalue); that one
-    saturates at C - 1 when N < 2 D, so it is computed on ``reduce_dim`` features there unless
-    ``reduce=False``. Covariances use 1/N throughout (TLlib's numpy version mixes 1/N and 1/(N-1)).
+    et al.'s score with a pseudo-inverse (cut-off max(N, D) * eps * largest eigenvalue, eps of the
+    features' precision; from the N x N Gram matrix when N < D); that one saturates at C - 1 when
+    N < 2 D, so it is computed on ``reduce_dim`` features there unless ``reduce=False``. Covariances
+    use 1/N throughout (TLlib's numpy version mixes 1/N and 1/(N-1)).
     """
     checked = _check(features, labels)
     f = checked.features
@@ -443,10 +445,13 @@ def hscore(
     f = f.to(_compute_dtype(f))
     n, d = f.shape
     f = f - f.mean(0, keepdim=True)
-    cov = _gram(f).double() / n
-    weights = (checked.counts.double() / n).sqrt()[:, None]
-    # sqrt(n_c / N) * class mean of the centred features: cov(E[f|y]) = means_w^T means_w, (C, D)
-    means_w = _class_sums(f, checked.labels, checked.num_classes) / checked.counts.double()[:, None] * weights
+    counts = checked.counts.double()
+    between_scale = 1.0
+    if shrinkage or n >= d:
+        cov = _gram(f).double() / n
+        # sqrt(n_c / N) * class mean of the centred features, so cov(E[f|y]) = means_w^T means_w, (C, D)
+        means_w = _class_sums(f, checked.labels, checked.num_classes) / counts[:, None]
+        means_w = means_w * (counts / n).sqrt()[:, None]
     if shrinkage:
         a = _ledoit_wolf_shrinkage(f, cov)
         shrunk = (1 - a) * cov
@@ -456,11 +461,16 @@ def hscore(
             solved = torch.linalg.solve_triangular(chol, means_w.T, upper=False)
             return float((1 - a) * solved.square().sum())
         cov, between_scale = shrunk, 1 - a  # singular even after shrinkage (constant features)
-    else:
-        between_scale = 1.0
+    elif n < d:
+        # N-dim form: with F = U S V^T (centred), tr(pinv(cov) cov(E[f|y])) = sum_c n_c |mean_c(U)|^2
+        evals, u = _eigh(_gram(f.T))
+        evals, u = evals.to(f.device), u.to(f.device)
+        keep = evals > max(n, d) * torch.finfo(f.dtype).eps * float(evals.max().clamp_min(0))
+        class_means = _class_sums(u[:, keep], checked.labels, checked.num_classes) / counts[:, None]
+        return float((counts[:, None] * class_means.square()).sum())
     evals, evecs = _eigh(cov)
     evals, evecs = evals.to(cov.device), evecs.to(cov.device)
-    cutoff = max(n, d) * torch.finfo(torch.float64).eps * float(evals.max().clamp_min(0))
+    cutoff = max(n, d) * torch.finfo(f.dtype).eps * float(evals.max().clamp_min(0))
     keep = evals > cutoff
     projected = means_w @ evecs[:, keep]  # pinv(cov) = V diag(1/l) V^T on the kept eigenvalues
     return float(between_scale * (projected.square() / evals[keep]).sum())
@@ -620,28 +630,35 @@ def fit_logistic_regression(
 ) -> tuple[Tensor, Tensor]:
     """Multinomial logistic regression by full-batch L-BFGS: weights (D, C) and bias (C,).
 
-    Minimises mean cross-entropy + l2 / 2 |W|^2 (the bias is not penalised), from zeros, so the
-    result is deterministic. Runs in x's dtype (at least float32) on x's device.
+    Minimises mean cross-entropy + l2 / 2 |W|^2 (the bias is not penalised) from zeros, so the result
+    is deterministic. Loss and analytic gradient are computed with torch on x's device, in x's dtype
+    (at least float32); SciPy's L-BFGS-B steps the (D + 1) x C parameters. (torch.optim.LBFGS would
+    do too, but its first step imports torch._dynamo, which costs seconds per process.)
     """
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     x = x.to(dtype)
-    labels = labels.to(x.device)
-    weight = torch.zeros(x.shape[1], num_classes, dtype=dtype, device=x.device, requires_grad=True)
-    bias = torch.zeros(num_classes, dtype=dtype, device=x.device, requires_grad=True)
-    optimizer = torch.optim.LBFGS(
-        [weight, bias], lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
-        tolerance_grad=1e-6, tolerance_change=1e-9,
+    n, d = x.shape
+    targets = _onehot(labels.to(x.device), num_classes, dtype)
+
+    def loss_and_grad(params: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = torch.from_numpy(params).to(device=x.device, dtype=dtype).reshape(d + 1, num_classes)
+        weight, bias = theta[:d], theta[d]
+        logits = x @ weight + bias
+        log_probs = torch.log_softmax(logits, dim=1)
+        loss = -(targets * log_probs).sum() / n + l2 / 2 * weight.square().sum()
+        residual = (log_probs.exp() - targets) / n  # d loss / d logits
+        grad = torch.cat([x.T @ residual + l2 * weight, residual.sum(0, keepdim=True)])
+        return float(loss), grad.double().cpu().numpy().ravel()
+
+    result = scipy.optimize.minimize(
+        loss_and_grad,
+        np.zeros((d + 1) * num_classes),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": max_iter, "gtol": 1e-6},
     )
-
-    def closure() -> Tensor:
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ weight + bias, labels) + l2 / 2 * weight.square().sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        optimizer.step(closure)
-    return weight.detach(), bias.detach()
+    theta = torch.from_numpy(result.x).to(device=x.device, dtype=dtype).reshape(d + 1, num_classes)
+    return theta[:d].contiguous(), theta[d].contiguous()
 
 
 def linear_probe_accuracy(

@@ -29,7 +29,14 @@ from torch import Tensor
 
 from transfer.probe.estimators import ProbeError
 
-__all__ = ["find_turning_point", "layer_shift_score", "linear_cka", "paired_cka", "rbf_bandwidth"]
+__all__ = [
+    "find_turning_point",
+    "layer_shift_score",
+    "linear_cka",
+    "paired_cka",
+    "pairwise_sq_distances",
+    "rbf_bandwidth",
+]
 
 
 def _as_matrix(x: Tensor, name: str) -> Tensor:
@@ -82,7 +89,7 @@ def _subsample(x: Tensor, max_samples: int, generator: torch.Generator) -> Tenso
     return x[keep.to(x.device)]
 
 
-def _squared_distances(z: Tensor) -> Tensor:
+def pairwise_sq_distances(z: Tensor) -> Tensor:
     """(n, n) squared Euclidean distances of the rows of z (float64)."""
     sq = z.square().sum(1)
     return (sq[:, None] + sq[None, :] - 2 * z @ z.T).clamp_min_(0)
@@ -145,7 +152,7 @@ def layer_shift_score(
     if kernel != "rbf":
         raise ProbeError(f"unknown kernel {kernel!r}: use 'rbf' or 'linear'.")
     pooled = torch.cat([source, target])
-    sq = _squared_distances(pooled)
+    sq = pairwise_sq_distances(pooled)
     k = torch.exp(-sq / (2 * rbf_bandwidth(sq)))
     k_ss, k_tt, k_st = k[:n, :n], k[n:, n:], k[:n, n:]
     self_s = (k_ss.sum() - k_ss.diagonal().sum()) / (n * (n - 1))
