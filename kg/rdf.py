@@ -24,8 +24,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +36,7 @@ from rdflib.plugins.serializers.turtle import TurtleSerializer
 from kg.batch import GraphBatch
 from kg.codec import decode_props, encode_value
 from kg.errors import InvalidRecord, KgError
+from kg.files import atomic_write_bytes
 from ontology import class_iri, load_ontology, load_shapes, rel_iri
 from ontology.vocab import NAMESPACE, NODES, RELS, RESOURCE_NAMESPACE, Label, Rel
 
@@ -392,18 +391,7 @@ def write_rdf(store: GraphStore, path: str | Path, format: str | None = None) ->
     path = Path(path)
     fmt = _format_for(path, format)
     g = export_graph(store)
-    data = _serialize(g, fmt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, _serialize(g, fmt))
     return len(g)
 
 

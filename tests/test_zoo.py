@@ -69,9 +69,7 @@ def small_record(tmp_path: Path, width: int = 8, num_classes: int = 3) -> tuple[
 
 def owners(names: list[str], groups: list[list[str]]) -> dict[str, list[int]]:
     """For each parameter, every group with a prefix covering it (independent of transfer.zoo.groups)."""
-    return {
-        n: [i for i, g in enumerate(groups) for p in g if n == p or n.startswith(p + ".")] for n in names
-    }
+    return {n: [i for i, g in enumerate(groups) for p in g if n == p or n.startswith(p + ".")] for n in names}
 
 
 # ---------------------------------------------------------------- records
@@ -101,6 +99,8 @@ def test_record_refuses_inconsistent_values() -> None:
         ModelRecord(**{**base, "mean": (0.5,)})
     with pytest.raises(ZooError, match="class names"):
         ModelRecord(**base, class_names=["a"])
+    with pytest.raises(ZooError, match="head 'head' in the last layer group"):
+        ModelRecord(**{**base, "layer_groups": [["head"], ["body"]]})
     with pytest.raises(ZooError, match="lack"):
         ModelRecord.from_properties({"id": "x"})
 
@@ -125,7 +125,7 @@ def test_layer_groups_cover_every_parameter_exactly_once(architecture: str, chan
 
 def test_layer_group_check_names_the_problem() -> None:
     model = SmallCNN(1, 3, 4)
-    with pytest.raises(ZooError, match="'head.weight' is in no layer group"):
+    with pytest.raises(ZooError, match=r"'head\.weight' is in no layer group"):
         check_layer_groups(model, [["block1"], ["block2"], ["block3"], ["block4"]])
     with pytest.raises(ZooError, match="more than one"):
         check_layer_groups(model, [["block1", "block2"], ["block2", "block3", "block4", "head"]])
@@ -203,6 +203,7 @@ class _Custom:
     """A harmless custom class: still not a tensor, so still refused."""
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on the raw pickle
 @pytest.mark.parametrize("how", ["torch-reduce", "torch-custom-class", "raw-pickle"])
 def test_unsafe_pickle_is_refused_without_running_it(tmp_path: Path, how: str) -> None:
     _, record = small_record(tmp_path)
@@ -214,7 +215,8 @@ def test_unsafe_pickle_is_refused_without_running_it(tmp_path: Path, how: str) -
     else:
         path.write_bytes(pickle.dumps(_RunsCode(marker)))
     record.checkpoint, record.checksum = str(path), None
-    with pytest.raises(ZooError, match="refused|not a readable"):
+    culprit = {"torch-reduce": r"(posix|nt)\.system", "torch-custom-class": "_Custom", "raw-pickle": ""}[how]
+    with pytest.raises(ZooError, match=rf"{culprit}.*refused"):
         load_model(record)
     assert not marker.exists()
 
@@ -224,7 +226,9 @@ def test_mismatched_checkpoint_names_the_first_bad_key(tmp_path: Path) -> None:
     wider = tmp_path / "wider.safetensors"
     save_checkpoint(SmallCNN(1, 3, 16), wider)
     record.checkpoint, record.checksum = str(wider), None
-    with pytest.raises(ZooError, match=r"'block1\.0\.weight' has shape \(16, 1, 3, 3\) where the model needs"):
+    with pytest.raises(
+        ZooError, match=r"'block1\.0\.weight' has shape \(16, 1, 3, 3\) where the model needs"
+    ):
         load_model(record)
     state = SmallCNN(1, 3, 8).state_dict()
     del state["head.bias"]

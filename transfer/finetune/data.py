@@ -29,8 +29,14 @@ from transfer.zoo import ModelRecord, architecture_family
 log = logging.getLogger(__name__)
 
 LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's convert("L")
-_MODES = {"nearest": "nearest", "nearest-exact": "nearest-exact", "bilinear": "bilinear",
-          "bicubic": "bicubic", "area": "area", "lanczos": "bicubic"}  # fmt: skip
+_MODES = {
+    "nearest": "nearest",
+    "nearest-exact": "nearest-exact",
+    "bilinear": "bilinear",
+    "bicubic": "bicubic",
+    "area": "area",
+    "lanczos": "bicubic",
+}
 # Families whose classifier or position embeddings fix the input size; others pool globally.
 _FIXED_SIZE_FAMILIES = ("ccexam", "vit")
 _MIN_SIDE = {"smallcnn": 1, "resnet": 32, "mobilenet_v3": 32, "efficientnet": 32, "convnext": 32}
@@ -72,28 +78,37 @@ def adapt_channels(x: torch.Tensor, to_channels: int) -> torch.Tensor:
     return x
 
 
+Size = tuple[int, int]
+
+
 @dataclass(frozen=True)
 class SizeLimits:
-    """The input sides a model accepts: ``fixed`` when its architecture pins one, else at least ``minimum``."""
+    """The input sizes a model accepts: ``fixed`` (H, W) when its architecture pins one, else sides of at
+    least ``minimum`` pixels."""
 
     minimum: int
-    fixed: int | None = None
+    fixed: Size | None = None
 
-    def check(self, side: int, what: str, model: str) -> None:
-        """``FinetuneError`` when ``side`` is not allowed."""
-        if self.fixed is not None and side != self.fixed:
-            raise FinetuneError(f"{what} {side} does not fit {model}, which takes only {self.fixed}x{self.fixed} inputs.")
-        if side < self.minimum:
-            raise FinetuneError(f"{what} {side} is below the {self.minimum}-pixel minimum of {model}.")
+    def check(self, size: Size, what: str, model: str) -> None:
+        """``FinetuneError`` when ``size`` (H, W) is not allowed."""
+        if self.fixed is not None and tuple(size) != tuple(self.fixed):
+            raise FinetuneError(
+                f"{what} {size[0]}x{size[1]} does not fit {model}, which takes only "
+                f"{self.fixed[0]}x{self.fixed[1]} inputs."
+            )
+        if min(size) < self.minimum:
+            raise FinetuneError(
+                f"{what} {size[0]}x{size[1]} is below the {self.minimum}-pixel minimum side of {model}."
+            )
 
 
 def size_limits(record: ModelRecord) -> SizeLimits:
-    """What input sides ``record``'s architecture takes (an adapter over the zoo's family names)."""
+    """What input sizes ``record``'s architecture takes (an adapter over the zoo's family names)."""
     family = architecture_family(record.architecture)
-    side = record.input_size[1]
-    if family in _FIXED_SIZE_FAMILIES or (side != record.input_size[2] and family != "smallcnn"):
-        return SizeLimits(side, side)
-    return SizeLimits(_MIN_SIDE.get(family, side))
+    _, height, width = record.input_size
+    if family in _FIXED_SIZE_FAMILIES:
+        return SizeLimits(min(height, width), (height, width))
+    return SizeLimits(_MIN_SIDE.get(family, 32))
 
 
 class Preprocess(nn.Module):
@@ -113,8 +128,8 @@ class Preprocess(nn.Module):
         self.register_buffer("std", torch.tensor(record.std).view(1, -1, 1, 1), persistent=False)
         channel_adaptation(data_channels, self.channels)  # refuse early
 
-    def forward(self, images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-        size = (size, size) if isinstance(size, int) else tuple(size)
+    def forward(self, images: torch.Tensor, size: Size) -> torch.Tensor:
+        size = tuple(size)
         x = images.to(torch.float32) / 255.0
         x = adapt_channels(x, self.channels)
         if tuple(x.shape[-2:]) != size:
@@ -152,7 +167,8 @@ def target_splits(target: ImageDataset) -> TargetSplits:
     test_name = test_name or eval_name
     if test_name is None:
         raise FinetuneError(
-            f"the target {target.name} needs a 'test' (or 'val') split to measure accuracy; it has {list(names)}."
+            f"the target {target.name} needs a 'test' (or 'val') split to measure accuracy; it has "
+            f"{list(names)}."
         )
     train = target.split("train")
     if len(train) == 0:
@@ -234,7 +250,9 @@ def class_weights(labels: torch.Tensor, num_classes: int, beta: float = 0.0) -> 
     if beta == 0:
         raw[present] = 1.0 / counts[present]
     else:
-        raw[present] = (1.0 - beta) / (1.0 - torch.pow(torch.tensor(beta, dtype=torch.float64), counts[present]))
+        raw[present] = (1.0 - beta) / (
+            1.0 - torch.pow(torch.tensor(beta, dtype=torch.float64), counts[present])
+        )
     # Scale so the mean weight over the training samples is 1: the loss keeps its usual magnitude.
     raw *= counts.sum() / (raw * counts).sum()
     return raw.to(torch.float32)
@@ -284,6 +302,7 @@ __all__ = [
     "LUMINANCE",
     "BatchTensors",
     "Preprocess",
+    "Size",
     "SizeLimits",
     "TargetSplits",
     "adapt_channels",

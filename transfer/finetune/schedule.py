@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from transfer.finetune.data import SizeLimits
+from transfer.finetune.data import Size, SizeLimits
 from transfer.finetune.settings import FinetuneError, FinetuneSettings
 from transfer.zoo import group_parameters
 
@@ -37,7 +37,7 @@ class EpochPlan:
     epoch: int
     stage: int
     trainable_from: int
-    image_size: int
+    image_size: Size
     stage_epoch: int
     stage_epochs: int
 
@@ -54,42 +54,45 @@ def resolve_freeze_cut(freeze_cut: int, n_groups: int) -> int:
 
 def training_sizes(
     settings: FinetuneSettings,
-    final_size: int,
-    source_size: int,
+    final_size: Size,
+    source_size: Size,
     limits: SizeLimits,
     model_name: str,
     target_close_to_source: bool,
-) -> tuple[list[int], list[str]]:
-    """Image sides to train at, smallest first, ending at ``final_size``; and notes on sizes refused.
+) -> tuple[list[Size], list[str]]:
+    """Image sizes (H, W) to train at, smallest first, ending at ``final_size``; and notes on refusals.
 
-    Progressive resizing (fastai; Howard 2018) trains early epochs on smaller images. When the target is
-    close to the source, the pretrained filters are tuned to objects at the pretraining resolution, and
+    Progressive resizing (fastai; Howard 2018) trains early epochs on smaller images: each of
+    ``settings.resize_sizes`` is a height, the width keeps the final aspect ratio. When the target is
+    close to the source, the pretrained filters are tuned to objects at the pretraining resolution and
     training below it shifts their apparent scale (the train/test resolution discrepancy, Touvron et al.
     2019), so sizes below ``source_size`` are refused and skipped, with the reason logged and returned.
     """
     limits.check(final_size, "image size", model_name)
-    sizes, notes = [], []
+    sizes: list[Size] = []
+    notes: list[str] = []
     for side in settings.resize_sizes:
-        if side >= final_size:
+        size = (side, max(1, round(side * final_size[1] / final_size[0])))
+        if side >= final_size[0]:
             raise FinetuneError(
-                f"resize size {side} is not smaller than the final image size {final_size}; progressive "
+                f"resize size {side} is not smaller than the final image size {final_size[0]}; progressive "
                 "resizing trains small then larger."
             )
-        limits.check(side, "resize size", model_name)
-        if target_close_to_source and side < source_size:
+        limits.check(size, "resize size", model_name)
+        if target_close_to_source and side < source_size[0]:
             note = (
-                f"refused progressive resizing to {side}px: the target is close to the source, and "
-                f"{model_name} was pretrained at {source_size}px, so smaller images would shift the scale "
-                "its filters were tuned to; trained at the full size instead"
+                f"refused progressive resizing to {side}px: the target is close to the source and "
+                f"{model_name} was pretrained at {source_size[0]}px, so smaller images would shift the scale "
+                "its filters were tuned to; those epochs train at the full size instead"
             )
             log.warning(note)
             notes.append(note)
             continue
-        sizes.append(side)
-    return [*sizes, final_size], notes
+        sizes.append(size)
+    return [*sizes, tuple(final_size)], notes
 
 
-def plan_epochs(settings: FinetuneSettings, n_groups: int, sizes: Sequence[int]) -> list[EpochPlan]:
+def plan_epochs(settings: FinetuneSettings, n_groups: int, sizes: Sequence[Size]) -> list[EpochPlan]:
     """One ``EpochPlan`` per epoch: frozen epochs first, sizes in equal runs over all epochs, small first."""
     cut = resolve_freeze_cut(settings.freeze_cut, n_groups)
     head = n_groups - 1
@@ -145,7 +148,12 @@ def make_optimizer(
     """AdamW with one parameter group per trainable layer group (``group`` = its index), at ``rates``."""
     params = group_parameters(model, groups)[trainable_from:]
     param_groups = [
-        {"params": ps, "lr": rate, "group": trainable_from + i, "group_name": "+".join(groups[trainable_from + i])}
+        {
+            "params": ps,
+            "lr": rate,
+            "group": trainable_from + i,
+            "group_name": "+".join(groups[trainable_from + i]),
+        }
         for i, (ps, rate) in enumerate(zip(params, rates, strict=True))
         if ps
     ]

@@ -89,14 +89,23 @@ class FinetuneSettings:
         if self.epochs < 1:
             raise FinetuneError(f"epochs must be at least 1, got {self.epochs}.")
         if not 0 <= self.frozen_epochs <= self.epochs:
-            raise FinetuneError(f"frozen_epochs must lie in 0..epochs ({self.epochs}), got {self.frozen_epochs}.")
-        positive = {"base_lr": self.base_lr, "unfreeze_lr_scale": self.unfreeze_lr_scale, "div": self.div,
-                    "frozen_div": self.frozen_div, "div_final": self.div_final}  # fmt: skip
+            raise FinetuneError(
+                f"frozen_epochs must lie in 0..epochs ({self.epochs}), got {self.frozen_epochs}."
+            )
+        positive = {
+            "base_lr": self.base_lr,
+            "unfreeze_lr_scale": self.unfreeze_lr_scale,
+            "div": self.div,
+            "frozen_div": self.frozen_div,
+            "div_final": self.div_final,
+        }
         for name, value in positive.items():
             if not value > 0:
                 raise FinetuneError(f"{name} must be positive, got {value}.")
         if self.lr_mult < 1:
-            raise FinetuneError(f"lr_mult is the ratio of the last to the first group's rate (>= 1), got {self.lr_mult}.")
+            raise FinetuneError(
+                f"lr_mult is the ratio of the last to the first group's rate (>= 1), got {self.lr_mult}."
+            )
         for name in ("pct_start", "frozen_pct_start"):
             if not 0 < getattr(self, name) < 1:
                 raise FinetuneError(f"{name} must lie strictly between 0 and 1, got {getattr(self, name)}.")

@@ -280,58 +280,59 @@ def logme_fit(features: Tensor, labels: Tensor, *, max_iter: int = 200, tol: flo
     f = f.to(_compute_dtype(f))
     n, d = f.shape
     onehot = _onehot(y, num_classes, f.dtype)
-    n_c = counts.double()
-    tiny = torch.finfo(torch.float64).tiny
+    # The per-class fixed point works on (min(N, D), C) arrays: NumPy on the host, where a few hundred
+    # small steps do not pay torch's per-op thread synchronisation.
+    n_c = counts.double().cpu().numpy()
+    tiny = np.finfo(np.float64).tiny
     if n >= d:
         sigma, v = _eigh(_gram(f))
-        sigma = sigma.to(f.device).clamp_min(0)[:, None]  # (D, 1)
-        c2 = (v.T.to(f.device) @ (f.T @ onehot).double()).square()  # (D, C): c = V^T F^T y
+        c2 = (v.T.to(f.device) @ (f.T @ onehot).double()).square().cpu().numpy()  # c = V^T F^T y
+        sigma = sigma.clamp_min(0).cpu().numpy()[:, None]  # (D, 1)
 
-        def fit_terms(t: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
+        def fit_terms(t: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """|m|^2 and |F m - y|^2 at t = alpha / beta for the classes ``cols``."""
-            weighted = c2[:, cols] / (sigma + t).square()
+            weighted = c2[:, cols] / np.square(sigma + t)
             res2 = n_c[cols] - (weighted * (2 * t + sigma)).sum(0)
-            return weighted.sum(0), res2.clamp_min(1e-12 * n_c[cols])
+            return weighted.sum(0), np.maximum(res2, 1e-12 * n_c[cols])
 
     else:
         sigma, u = _eigh(_gram(f.T))  # F F^T (N, N); U is a complete basis of R^N
-        sigma = sigma.to(f.device).clamp_min(0)[:, None]  # (N, 1)
-        x2 = (u.T.to(f.device) @ onehot.double()).square()  # (N, C): x = U^T y, c^2 = s x^2
+        x2 = (u.T.to(f.device) @ onehot.double()).square().cpu().numpy()  # x = U^T y, c^2 = s x^2
+        sigma = sigma.clamp_min(0).cpu().numpy()[:, None]  # (N, 1)
 
-        def fit_terms(t: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
+        def fit_terms(t: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             """|m|^2 and |F m - y|^2 at t = alpha / beta, without cancellation near interpolation."""
             x2_cols = x2[:, cols]
-            denom = (sigma + t).square()
-            return (sigma * x2_cols / denom).sum(0), (x2_cols * t.square() / denom).sum(0)
+            denom = np.square(sigma + t)
+            return (sigma * x2_cols / denom).sum(0), (x2_cols * np.square(t) / denom).sum(0)
 
-    scale = float(sigma.max().clamp_min(1e-300))
+    scale = max(float(sigma.max()), 1e-300)
     t_lo, t_hi = scale * 1e-15, scale * 1e15  # keep t = alpha / beta finite whatever the data
 
-    def moments(t: Tensor, cols: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def moments(t: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         m2, res2 = fit_terms(t, cols)
-        return (sigma / (sigma + t)).sum(0), m2, res2.clamp_min(tiny)
+        return (sigma / (sigma + t)).sum(0), m2, np.maximum(res2, tiny)
 
-    alpha = torch.ones(num_classes, dtype=torch.float64, device=f.device)
-    t = alpha.clamp(t_lo, t_hi)  # alpha = beta = 1 to start, as in the reference code
-    active = torch.arange(num_classes, device=f.device)  # classes still iterating
+    alpha = np.ones(num_classes)
+    t = np.clip(alpha, t_lo, t_hi)  # alpha = beta = 1 to start, as in the reference code
+    active = np.arange(num_classes)  # classes still iterating
     iterations = 0
-    while active.numel() > 0 and iterations < max_iter:
+    while active.size > 0 and iterations < max_iter:
         iterations += 1
         gamma, m2, res2 = moments(t[active], active)
-        new_alpha = gamma / m2.clamp_min(tiny)
-        new_t = (new_alpha * res2 / (n - gamma).clamp_min(tiny)).clamp(t_lo, t_hi)  # alpha / beta
-        converged = (new_t - t[active]).abs() <= tol * t[active]
+        new_alpha = gamma / np.maximum(m2, tiny)
+        new_t = np.clip(new_alpha * res2 / np.maximum(n - gamma, tiny), t_lo, t_hi)  # alpha / beta
+        converged = np.abs(new_t - t[active]) <= tol * t[active]
         alpha[active], t[active] = new_alpha, new_t
         active = active[~converged]
-    alpha = alpha.clamp_min(tiny)
+    alpha = np.maximum(alpha, tiny)
     beta = alpha / t  # the (alpha, beta) pair of the final t
-    everything = torch.arange(num_classes, device=f.device)
-    _, m2, res2 = moments(t, everything)
+    _, m2, res2 = moments(t, np.arange(num_classes))
     r = sigma.shape[0]
-    logdet = torch.log(alpha + beta * sigma).sum(0) + (d - r) * torch.log(alpha)
+    logdet = np.log(alpha + beta * sigma).sum(0) + (d - r) * np.log(alpha)
     evidence = (
-        d / 2 * torch.log(alpha)
-        + n / 2 * torch.log(beta)
+        d / 2 * np.log(alpha)
+        + n / 2 * np.log(beta)
         - logdet / 2
         - beta / 2 * res2
         - alpha / 2 * m2
@@ -340,12 +341,18 @@ def logme_fit(features: Tensor, labels: Tensor, *, max_iter: int = 200, tol: flo
     # Labels the features cannot explain drive alpha to infinity (w = 0): the supremum is then the
     # evidence of pure noise, y ~ N(0, 1/beta) with beta = N / |y|^2, which the iteration only
     # approaches; take it where it is higher.
-    at_infinity = (n / 2 * torch.log(n / n_c) - n / 2 - n / 2 * math.log(2 * math.pi)) / n
+    at_infinity = (n / 2 * np.log(n / n_c) - n / 2 - n / 2 * math.log(2 * math.pi)) / n
     noise_only = at_infinity > evidence
-    evidence = torch.where(noise_only, at_infinity, evidence)
-    alpha = torch.where(noise_only, torch.full_like(alpha, math.inf), alpha)
-    beta = torch.where(noise_only, n / n_c, beta)
-    return LogMEFit(float(evidence.mean()), evidence.cpu(), alpha.cpu(), beta.cpu(), iterations)
+    evidence = np.where(noise_only, at_infinity, evidence)
+    alpha = np.where(noise_only, math.inf, alpha)
+    beta = np.where(noise_only, n / n_c, beta)
+    return LogMEFit(
+        float(evidence.mean()),
+        torch.from_numpy(evidence),
+        torch.from_numpy(alpha),
+        torch.from_numpy(beta),
+        iterations,
+    )
 
 
 def logme(features: Tensor, labels: Tensor) -> float:
@@ -520,8 +527,10 @@ def _fisher_posteriors(
     shrunk = (1 - shrinkage) * s_w
     shrunk.diagonal().add_(shrinkage * float(torch.trace(s_w)) / d)
     chol, info = torch.linalg.cholesky_ex(shrunk)
-    jitter = 1e-12 * max(float(torch.trace(shrunk)) / d, 1e-300)
-    while int(info) != 0:  # only for (numerically) constant features
+    # Rank-deficient S_W (N < D) with the 1e-10 floor can fail by rounding (float32 Grams especially):
+    # add the smallest jitter, from 10 machine epsilons of the features' dtype times the mean variance.
+    jitter = 10 * torch.finfo(within.dtype).eps * max(float(torch.trace(shrunk)) / d, 1e-300)
+    while int(info) != 0:
         shrunk.diagonal().add_(jitter)
         jitter *= 10
         chol, info = torch.linalg.cholesky_ex(shrunk)
@@ -631,24 +640,36 @@ def fit_logistic_regression(
     """Multinomial logistic regression by full-batch L-BFGS: weights (D, C) and bias (C,).
 
     Minimises mean cross-entropy + l2 / 2 |W|^2 (the bias is not penalised) from zeros, so the result
-    is deterministic. Loss and analytic gradient are computed with torch on x's device, in x's dtype
-    (at least float32); SciPy's L-BFGS-B steps the (D + 1) x C parameters. (torch.optim.LBFGS would
-    do too, but its first step imports torch._dynamo, which costs seconds per process.)
+    is deterministic. SciPy's L-BFGS-B steps the (D + 1) x C parameters; the loss and its analytic
+    gradient run in NumPy for CPU tensors (the many small steps would mostly wait on torch's thread
+    synchronisation) and in torch on x's device otherwise, in x's dtype (at least float32).
+    (torch.optim.LBFGS would do too, but its first step imports torch._dynamo, seconds per process.)
     """
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     x = x.to(dtype)
     n, d = x.shape
     targets = _onehot(labels.to(x.device), num_classes, dtype)
+    on_cpu = x.device.type == "cpu"
+    x_np, targets_np = (x.numpy(), targets.numpy()) if on_cpu else (None, None)
 
     def loss_and_grad(params: np.ndarray) -> tuple[float, np.ndarray]:
-        theta = torch.from_numpy(params).to(device=x.device, dtype=dtype).reshape(d + 1, num_classes)
-        weight, bias = theta[:d], theta[d]
-        logits = x @ weight + bias
-        log_probs = torch.log_softmax(logits, dim=1)
-        loss = -(targets * log_probs).sum() / n + l2 / 2 * weight.square().sum()
-        residual = (log_probs.exp() - targets) / n  # d loss / d logits
-        grad = torch.cat([x.T @ residual + l2 * weight, residual.sum(0, keepdim=True)])
-        return float(loss), grad.double().cpu().numpy().ravel()
+        if on_cpu:
+            theta = params.reshape(d + 1, num_classes).astype(x_np.dtype, copy=False)
+            weight, bias = theta[:d], theta[d]
+            logits = x_np @ weight + bias
+            logits -= logits.max(1, keepdims=True)
+            log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+            loss = -(targets_np * log_probs).sum() / n + l2 / 2 * np.square(weight).sum()
+            residual = (np.exp(log_probs) - targets_np) / n  # d loss / d logits
+            grad = np.concatenate([x_np.T @ residual + l2 * weight, residual.sum(0, keepdims=True)])
+            return float(loss), grad.astype(np.float64).ravel()
+        theta_t = torch.from_numpy(params).to(device=x.device, dtype=dtype).reshape(d + 1, num_classes)
+        weight_t, bias_t = theta_t[:d], theta_t[d]
+        log_probs_t = torch.log_softmax(x @ weight_t + bias_t, dim=1)
+        loss_t = -(targets * log_probs_t).sum() / n + l2 / 2 * weight_t.square().sum()
+        residual_t = (log_probs_t.exp() - targets) / n
+        grad_t = torch.cat([x.T @ residual_t + l2 * weight_t, residual_t.sum(0, keepdim=True)])
+        return float(loss_t), grad_t.double().cpu().numpy().ravel()
 
     result = scipy.optimize.minimize(
         loss_and_grad,

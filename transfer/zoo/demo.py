@@ -57,7 +57,7 @@ def _torch_threads(count: int) -> Iterator[None]:
     """Run with ``count`` intra-op threads, then restore the caller's setting.
 
     One thread is the default: convolutions this small gain little from a second thread, and on cores
-    shared with other jobs two threads ran about ten times slower than one (measured on the 2-core CI box).
+    shared with other jobs two threads ran up to ten times slower than one (2-core machine, load average 4).
     """
     before = torch.get_num_threads()
     torch.set_num_threads(count)
@@ -134,6 +134,8 @@ def _train(
         if split not in ds.split_names:
             raise ZooError(f"demo models need train and test splits; {ds.name} has {list(ds.split_names)}.")
     train, test = ds.split("train"), ds.split("test")
+    if not len(train) or not len(test):
+        raise ZooError(f"demo models need images in both the train and test splits of {ds.name}.")
     rng = np.random.default_rng(settings.seed)
     if len(train) > settings.max_train:
         train = train.subset(np.sort(rng.choice(len(train), settings.max_train, replace=False)))

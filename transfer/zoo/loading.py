@@ -9,6 +9,7 @@ Nothing here downloads: torchvision weights come from the user's torch hub cache
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import re
@@ -61,17 +62,20 @@ def _plain_tensors(state: Mapping[str, torch.Tensor]) -> StateDict:
 
 
 def save_checkpoint(
-    model: nn.Module | Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+    model: nn.Module | Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, Any] | None = None
 ) -> str:
     """Write ``model``'s state dict as safetensors at ``path`` atomically; return the file's SHA-256.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, then renamed over
-    ``path``, so a reader never sees half a checkpoint.
+    ``path``, so a reader never sees half a checkpoint. ``metadata`` is stored as canonical JSON under
+    the one header key ``kgraft``: safetensors writes several metadata keys in a random order, which
+    would give equal weights different checksums.
     """
     from safetensors.torch import save
 
     state = model.state_dict() if isinstance(model, nn.Module) else dict(model)
-    data = save(_plain_tensors(state), metadata=metadata)
+    header = {"kgraft": json.dumps(metadata, sort_keys=True)} if metadata else None
+    data = save(_plain_tensors(state), metadata=header)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -126,12 +130,15 @@ def read_state_dict(path: str | Path) -> StateDict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        what = f" ({found.group(1)})" if found else ""
+        found = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", str(err), re.IGNORECASE)
+        if found:
+            what = f"asks to build Python objects beyond tensors ({found.group(1)})"
+        else:
+            operand = re.search(r"Unsupported operand \d+", str(err))
+            what = "is not a tensors-only torch file" + (f" ({operand.group(0)})" if operand else "")
         raise ZooError(
-            f"checkpoint {path} asks to build Python objects beyond tensors{what}, so it was refused "
-            "(kgraft loads checkpoints with weights_only=True and never runs their code); re-save it as a "
-            "plain state dict or safetensors where you trust it."
+            f"checkpoint {path} {what}, so it was refused: kgraft loads checkpoints with weights_only=True "
+            "and never runs their code; re-save it as a plain state dict or safetensors where you trust it."
         ) from err
     except (RuntimeError, OSError, EOFError, ValueError) as err:
         raise ZooError(f"checkpoint {path} is not a readable torch or safetensors file: {err}.") from err

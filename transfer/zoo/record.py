@@ -8,9 +8,10 @@ look (``input_size``, ``mean``, ``std``, ``interpolation``) and where its weight
 
 from __future__ import annotations
 
+import copy
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos", "nearest-exact")
@@ -97,6 +98,8 @@ class ModelRecord:
             raise ZooError(f"{where} has interpolation {self.interpolation!r}; use one of {INTERPOLATIONS}.")
         if not self.layer_groups or any(not group for group in self.layer_groups):
             raise ZooError(f"{where} needs at least one layer group and no empty group.")
+        if not any(self.head == p or self.head.startswith(p + ".") for p in self.layer_groups[-1]):
+            raise ZooError(f"{where} must have its head {self.head!r} in the last layer group.")
         overlap = set(self.extra) & set(_EXTRA_FIELDS)
         if overlap:
             raise ZooError(f"{where} keeps {sorted(overlap)} as fields, not inside extra.")
@@ -120,8 +123,8 @@ class ModelRecord:
             if value is not None:
                 props[name] = value
         props["layer_groups"] = [list(group) for group in self.layer_groups]
-        props["metrics"] = dict(self.metrics)
-        extra = dict(self.extra)
+        props["metrics"] = copy.deepcopy(self.metrics)  # the caller may edit props without touching us
+        extra = copy.deepcopy(self.extra)
         if self.class_names:
             extra["class_names"] = list(self.class_names)
         if self.arch_kwargs:
@@ -135,7 +138,6 @@ class ModelRecord:
 
         ``pretrained_on`` is the dataset at the end of the model's TRAINED_ON edge, if any.
         """
-        known = {f.name for f in fields(cls)}
         missing = [name for name in ("id", "architecture", "num_classes", "input_size", "mean", "std",
                                      "head", "layer_groups") if props.get(name) is None]  # fmt: skip
         if missing:
@@ -157,5 +159,4 @@ class ModelRecord:
         values["num_classes"] = int(values["num_classes"])
         if values.get("num_params") is not None:
             values["num_params"] = int(values["num_params"])
-        assert set(values) <= known
         return cls(pretrained_on=pretrained_on, **values)

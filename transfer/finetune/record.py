@@ -1,0 +1,218 @@
+"""Recording fine-tuning runs in the graph: the Activity, its lineage, and the transfer outcome.
+
+One run writes (PROV-O shaped):
+
+    (run:Activity {kind: "finetuning", settings, metrics, status, started, ended, device})
+    (run)-[:USED {role: "source-model"}]->(source:Model)
+    (run)-[:USED {role: "target-data"}]->(target:Dataset)
+    (run)-[:USED {role: "source-task-eval"}]->(source data:Dataset)     when forgetting is measured
+    (tuned:Model)-[:GENERATED_BY]->(run)
+    (tuned)-[:FINETUNED_FROM {activity}]->(source)
+    (tuned)-[:TRAINED_ON {split: "train"}]->(target)
+    (source)-[:TRANSFERRED_TO {activity, accuracy, baseline_accuracy, gain, source_accuracy_before,
+                               source_accuracy_after, forgetting, preset, time}]->(target)
+
+The Activity is written as ``running`` (``resumed`` when a run continues from a checkpoint) before
+training, its metrics are updated after every epoch, and it ends ``finished`` or ``failed`` (with the
+error in ``extra.error``). Every write is one ``GraphBatch``, so the graph never holds half a run.
+Ids: ``run:{slug(source)}->{slug(target)}:{UTC timestamp}[-n]`` and ``model:...`` with the same tail.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from kg import GraphBatch, GraphStore
+from ontology.vocab import Label, Rel
+from transfer.data import ImageDataset
+from transfer.register import now, register_dataset, slug
+from transfer.zoo import ModelRecord
+
+log = logging.getLogger(__name__)
+
+A, D, M = Label.ACTIVITY, Label.DATASET, Label.MODEL
+KIND = "finetuning"
+
+
+def new_run_id(source_id: str, target_id: str, store: GraphStore | None = None) -> str:
+    """``run:{source}->{target}:{timestamp}``, with ``-2``, ``-3``... when that id is already taken."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    base = f"run:{slug(source_id)}->{slug(target_id)}:{stamp}"
+    run_id, n = base, 1
+    while store is not None and store.node(A, run_id) is not None:
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
+
+
+def model_id_for(run_id: str) -> str:
+    """The fine-tuned model's id: the run id with ``model:`` in place of ``run:``."""
+    return "model:" + run_id.removeprefix("run:")
+
+
+def model_batch(record: ModelRecord, trained_on: str | None = None, split: str | None = None) -> GraphBatch:
+    """A Model node with ``record``'s properties, and TRAINED_ON ``trained_on`` when given."""
+    batch = GraphBatch()
+    batch.node(M, record.id, **record.to_properties())
+    if trained_on:
+        batch.edge(Rel.TRAINED_ON, (M, record.id), (D, trained_on), split=split)
+    return batch
+
+
+def ensure_source_model(store: GraphStore, record: ModelRecord) -> str:
+    """Create the source Model node from its record when the graph lacks it; returns its id.
+
+    Its TRAINED_ON edge is added only when the pretraining dataset (``record.pretrained_on``) is a
+    Dataset in the graph: a missing dataset is not invented.
+    """
+    if store.node(M, record.id) is None:
+        pretrained_on = record.pretrained_on
+        if pretrained_on and not store.existing_ids(D, [pretrained_on]):
+            log.info("source model %s: pretraining dataset %r is not in the graph", record.id, pretrained_on)
+            pretrained_on = None
+        store.apply(model_batch(record, pretrained_on))
+    return record.id
+
+
+def ensure_dataset(store: GraphStore, ds: ImageDataset, dataset_id: str | None) -> str:
+    """The id of ``ds`` in the graph: ``dataset_id`` when that node exists, else ``ds`` registered under it
+    (or under ``slug(ds.name)``); registering identical content again is a no-op."""
+    if dataset_id and store.node(D, dataset_id) is not None:
+        return dataset_id
+    return register_dataset(store, ds, id=dataset_id or slug(ds.name)).id
+
+
+def start_batch(
+    run_id: str,
+    *,
+    name: str,
+    source_id: str,
+    target_id: str,
+    source_data_id: str | None,
+    settings: dict[str, Any],
+    device: str,
+    started: str,
+    status: str,
+    extra: dict[str, Any],
+    metrics: dict[str, Any],
+) -> GraphBatch:
+    """The Activity (``running`` or ``resumed``) and what it USED."""
+    batch = GraphBatch()
+    batch.node(
+        A,
+        run_id,
+        name=name,
+        kind=KIND,
+        settings=settings,
+        metrics=metrics,
+        status=status,
+        started=started,
+        device=device,
+        created=started,
+        extra=extra,
+    )
+    batch.edge(Rel.USED, (A, run_id), (M, source_id), role="source-model")
+    batch.edge(Rel.USED, (A, run_id), (D, target_id), role="target-data")
+    if source_data_id:
+        batch.edge(Rel.USED, (A, run_id), (D, source_data_id), role="source-task-eval")
+    return batch
+
+
+def progress_batch(run_id: str, metrics: dict[str, Any], extra: dict[str, Any]) -> GraphBatch:
+    """The Activity's metrics so far (written after every epoch)."""
+    batch = GraphBatch()
+    batch.node(A, run_id, metrics=metrics, extra=extra)
+    return batch
+
+
+def finish_batch(
+    run_id: str,
+    *,
+    tuned: ModelRecord,
+    source_id: str,
+    target_id: str,
+    metrics: dict[str, Any],
+    extra: dict[str, Any],
+    outcome: dict[str, Any],
+    preset: str,
+) -> GraphBatch:
+    """The finished Activity, the fine-tuned Model with its lineage, and the TRANSFERRED_TO outcome."""
+    ended = now()
+    batch = model_batch(tuned, target_id, split="train")
+    batch.node(A, run_id, status="finished", ended=ended, metrics=metrics, extra=extra)
+    batch.edge(Rel.GENERATED_BY, (M, tuned.id), (A, run_id))
+    batch.edge(Rel.FINETUNED_FROM, (M, tuned.id), (M, source_id), activity=run_id)
+    batch.edge(
+        Rel.TRANSFERRED_TO,
+        (M, source_id),
+        (D, target_id),
+        activity=run_id,
+        accuracy=outcome.get("accuracy"),
+        baseline_accuracy=outcome.get("baseline_accuracy"),
+        gain=outcome.get("gain"),
+        source_accuracy_before=outcome.get("source_accuracy_before"),
+        source_accuracy_after=outcome.get("source_accuracy_after"),
+        forgetting=outcome.get("forgetting"),
+        preset=preset,
+        time=ended,
+        extra={"finetuned_model": tuned.id, **outcome.get("extra", {})},
+    )
+    return batch
+
+
+def fail_batch(run_id: str, error: str, metrics: dict[str, Any], extra: dict[str, Any]) -> GraphBatch:
+    """The Activity marked ``failed``, with the error and the metrics it got to."""
+    batch = GraphBatch()
+    batch.node(A, run_id, status="failed", ended=now(), metrics=metrics, extra={**extra, "error": error})
+    return batch
+
+
+class RunRecorder:
+    """Writes one run's Activity as it goes; every method is a no-op without a store (or off rank 0)."""
+
+    def __init__(self, store: GraphStore | None, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.extra: dict[str, Any] = {}
+
+    def _apply(self, batch: GraphBatch) -> None:
+        if self.store is not None:
+            self.store.apply(batch)
+
+    def start(self, **fields: Any) -> None:
+        """Record the run as ``running`` (or ``resumed``) with what it uses; see ``start_batch``."""
+        self._apply(start_batch(self.run_id, extra=self.extra, **fields))
+
+    def epoch(self, metrics: dict[str, Any]) -> None:
+        """Record the metrics so far."""
+        self._apply(progress_batch(self.run_id, metrics, self.extra))
+
+    def finish(self, **fields: Any) -> None:
+        """Record the finished run, its model and outcome; see ``finish_batch``."""
+        self._apply(finish_batch(self.run_id, extra=self.extra, **fields))
+
+    def fail(self, error: str, metrics: dict[str, Any]) -> None:
+        """Record the run as failed; a failure to record is logged, never raised over the original error."""
+        if self.store is None:
+            return
+        try:
+            self._apply(fail_batch(self.run_id, error, metrics, self.extra))
+        except Exception:  # the training error matters more than the bookkeeping one
+            log.exception("could not record the failure of run %s", self.run_id)
+
+
+__all__ = [
+    "KIND",
+    "RunRecorder",
+    "ensure_dataset",
+    "ensure_source_model",
+    "fail_batch",
+    "finish_batch",
+    "model_batch",
+    "model_id_for",
+    "new_run_id",
+    "progress_batch",
+    "start_batch",
+]
