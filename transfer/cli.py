@@ -232,26 +232,121 @@ def import_croissant(
 
 
 @app.command()
-def demo(ctx: typer.Context) -> None:
-    """Run the main job on bundled real data: register, derive, query lineage and bias."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from transfer.demo import register_demo_data
+def demo(
+    ctx: typer.Context,
+    zoo_dir: Annotated[Path, typer.Option(help="Where the zoo's checkpoints are cached.")] = Path(
+        ".kgraft/zoo"
+    ),
+) -> None:
+    """Run the main job on bundled real data: register and derive data, build the zoo, lineage and bias."""
+    from transfer.demo import build_zoo, register_demo_data
     from transfer.render import reaches_table
 
-    with (
-        store_from(ctx) as store,
-        Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console
-        ) as progress,
-    ):
+    with store_from(ctx) as store, _progress() as progress:
         task = progress.add_task("starting", total=None)
         result = register_demo_data(store, step=lambda text: progress.update(task, description=text))
+        build_zoo(store, result, zoo_dir, progress=_epoch_updater(progress, task))
         progress.update(task, description="done")
-    console.print(f"registered {len(result.datasets)} datasets in {store.uri}")
+    console.print(
+        f"registered {len(result.datasets)} datasets and {len(result.models)} models in {store.uri}"
+    )
     start = result.lineage_of
     console.print(reaches_table(f"$ kgraft lineage {start}", start, result.lineage))
     console.print(reaches_table(f"$ kgraft bias {start}", start, result.biases, bias=True))
+
+
+def _progress() -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+    )
+
+
+def _epoch_updater(progress: Any, task: Any) -> Any:
+    def update(message: str, done: int, total: int) -> None:
+        progress.update(task, description=f"zoo: {message}", completed=done, total=total)
+
+    return update
+
+
+zoo_app = typer.Typer(help="The model zoo.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+model_app = typer.Typer(help="Register models.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@zoo_app.command("build")
+def zoo_build(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="Where checkpoints are cached.")] = Path(".kgraft/zoo"),
+) -> None:
+    """Pretrain the demo zoo on the bundled data (cached) and record it with ccexam's models."""
+    from transfer.demo import build_zoo, register_demo_data
+
+    with store_from(ctx) as store, _progress() as progress:
+        task = progress.add_task("registering data", total=None)
+        result = register_demo_data(store, step=lambda text: progress.update(task, description=text))
+        build_zoo(store, result, out, progress=_epoch_updater(progress, task))
+    console.print(f"zoo: {', '.join(result.models)}")
+
+
+@model_app.command("add")
+def model_add(
+    ctx: typer.Context,
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="torchvision:ARCH[:WEIGHTS], timm:NAME[:CHECKPOINT], ccexam:NAME, "
+            "or a checkpoint file (safetensors or a tensors-only torch file)."
+        ),
+    ],
+    name: Annotated[str | None, typer.Option(help="Name (and id) to record it under.")] = None,
+    pretrained_on: Annotated[str | None, typer.Option(help="Registered dataset it was trained on.")] = None,
+    architecture: Annotated[
+        str | None, typer.Option(help="For a checkpoint file: e.g. resnet18, smallcnn.")
+    ] = None,
+    input_size: Annotated[str | None, typer.Option(help="For a checkpoint file: C,H,W.")] = None,
+    mean: Annotated[
+        str | None, typer.Option(help="For a checkpoint file: per-channel mean, comma-separated.")
+    ] = None,
+    std: Annotated[
+        str | None, typer.Option(help="For a checkpoint file: per-channel std, comma-separated.")
+    ] = None,
+    license: Annotated[str | None, typer.Option(help="Licence of the weights.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Who made or registers it.")] = None,
+) -> None:
+    """Record a pretrained model with its preprocessing and layer groups."""
+    from transfer.register import register_model
+    from transfer.zoo_graph import record_from_spec
+
+    with store_from(ctx) as store:
+        record = record_from_spec(
+            spec,
+            name=name,
+            architecture=architecture,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            license=license,
+        )
+        model_id = register_model(store, record, pretrained_on=pretrained_on, agent=agent)
+    console.print(
+        f"registered model [bold]{model_id}[/]: {record.architecture}, {record.num_params or 0:,} params, "
+        f"input {record.input_size}, {len(record.layer_groups)} layer groups, head {record.head!r}"
+    )
 
 
 @import_app.command("wordnet")

@@ -1,8 +1,10 @@
 """``kgraft demo``: from an empty embedded store to a recorded loop on bundled real data.
 
 Steps so far: register the bundled datasets (Fashion-MNIST, Animal-MNIST, scikit-learn digits) with
-their profiles, domains and known biases; derive controlled variants (rotation, inversion, blur,
-class subset, class imbalance) with lineage; answer a lineage and a bias query. Rerunning is
+their profiles, WordNet concepts, domains and known biases; derive controlled variants (rotation,
+inversion, blur, class subset, class imbalance) with lineage; pretrain a small-CNN zoo on five of
+them and record it beside ccexam's published MNIST/USPS/SVHN models; answer a lineage and a bias
+query. Rerunning is
 idempotent: identical content is recognised by checksum and only updated in place.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kg import GraphStore
 from kg.lineage import Reach, ancestors, biases_reaching
@@ -86,6 +89,8 @@ class DemoResult:
     biases: list[Reach] = field(default_factory=list)
     lineage_of: str = ""
     notes: list[str] = field(default_factory=list)
+    loaded: dict[str, ImageDataset] = field(default_factory=dict, repr=False)
+    models: list[str] = field(default_factory=list)
 
 
 def register_demo_data(store: GraphStore, step: Callable[[str], None] = lambda _: None) -> DemoResult:
@@ -120,8 +125,28 @@ def register_demo_data(store: GraphStore, step: Callable[[str], None] = lambda _
             store, ds, derived_from=result.datasets[parent], biases=biases, agent="kgraft demo"
         )
         result.datasets[name] = reg.id
+    result.loaded = {result.datasets[name]: ds for name, ds in loaded.items()}
     target = result.datasets["fashion-mnist-imbalanced-small"]
     result.lineage_of = target
     result.lineage = ancestors(store, Label.DATASET, target)
     result.biases = biases_reaching(store, Label.DATASET, target)
     return result
+
+
+ZOO_SOURCES = ["fashion-mnist", "animal-mnist", "digits", "fashion-mnist-rot90", "fashion-mnist-imbalanced"]
+
+
+def build_zoo(
+    store: GraphStore,
+    result: DemoResult,
+    out_dir: Path,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[str]:
+    """Pretrain the demo zoo on the registered data (cached) and record it, with ccexam's models."""
+    from transfer.zoo_graph import build_and_register_demo_zoo, register_ccexam
+
+    datasets = {result.datasets[name]: result.loaded[result.datasets[name]] for name in ZOO_SOURCES}
+    records = build_and_register_demo_zoo(store, datasets, out_dir, progress=progress)
+    records += register_ccexam(store)
+    result.models = [r.id for r in records]
+    return result.models

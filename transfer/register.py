@@ -19,6 +19,7 @@ from kg.wordnet import WordNet
 from ontology.vocab import Label, Rel
 from transfer.data.base import ImageDataset
 from transfer.data.profile import profile_dataset
+from transfer.zoo.record import ModelRecord
 
 D, B, A, G, DOM = Label.DATASET, Label.BIAS, Label.ACTIVITY, Label.AGENT, Label.DOMAIN
 
@@ -239,3 +240,77 @@ def materialise(store: GraphStore, dataset_id: str) -> ImageDataset:
             f"the images rebuilt for {dataset_id!r} do not match its recorded checksum; its source changed."
         )
     return ds
+
+
+def model_batch(
+    record: ModelRecord,
+    *,
+    pretrained_on: str | None = None,
+    training: dict[str, Any] | None = None,
+    agent: str | None = None,
+) -> GraphBatch:
+    """The Model node of ``record`` (its full preprocessing and layer groups), TRAINED_ON its pretraining
+    dataset, and, when ``training`` (settings and metrics) is given, the pretraining Activity."""
+    b = GraphBatch()
+    props = record.to_properties()
+    model_id = props.pop("id")
+    props.setdefault("created", now())
+    b.node(Label.MODEL, model_id, **props)
+    if pretrained_on:
+        b.edge(Rel.TRAINED_ON, (Label.MODEL, model_id), (D, pretrained_on), split="train")
+        if training is not None:
+            activity = f"pretrain:{model_id}"
+            b.node(
+                A,
+                activity,
+                name=f"pretrain {record.name}",
+                kind="pretraining",
+                status="finished",
+                settings=training.get("settings"),
+                metrics=training.get("metrics"),
+                started=training.get("started"),
+                ended=training.get("ended"),
+                device=training.get("device"),
+            )
+            b.edge(Rel.USED, (A, activity), (D, pretrained_on), role="train")
+            b.edge(Rel.GENERATED_BY, (Label.MODEL, model_id), (A, activity))
+            if agent:
+                b.edge(Rel.ASSOCIATED_WITH, (A, activity), (G, f"agent:{slug(agent)}"), role="operator")
+    if agent:
+        b.node(G, f"agent:{slug(agent)}", name=agent, kind="software" if "kgraft" in agent else "person")
+        b.edge(Rel.ATTRIBUTED_TO, (Label.MODEL, model_id), (G, f"agent:{slug(agent)}"), role="creator")
+    return b
+
+
+def register_model(
+    store: GraphStore,
+    record: ModelRecord,
+    *,
+    pretrained_on: str | None = None,
+    training: dict[str, Any] | None = None,
+    agent: str | None = None,
+) -> str:
+    """Record a model (see ``model_batch``); its pretraining dataset must already be in the graph."""
+    if pretrained_on is not None:
+        pretrained_on = store.resolve(pretrained_on, (D,))[1]
+    store.apply(model_batch(record, pretrained_on=pretrained_on, training=training, agent=agent))
+    return record.id
+
+
+EXTERNAL_DATASETS = {
+    # Pretraining datasets of published weights that are not bundled: recorded by name, with the
+    # torchvision spec that loads them where they are on disk.
+    "mnist": ("MNIST", "torchvision:MNIST", "handwriting"),
+    "usps": ("USPS", "torchvision:USPS", "handwriting"),
+    "svhn": ("SVHN", "torchvision:SVHN", "house numbers"),
+}
+
+
+def external_dataset_batch(key: str) -> GraphBatch:
+    """A Dataset node for a well-known pretraining dataset that is not on this machine."""
+    name, spec, domain = EXTERNAL_DATASETS[key]
+    b = GraphBatch()
+    b.node(D, key, name=name, source=spec, modality="image", created=now())
+    b.node(DOM, f"domain:{slug(domain)}", name=domain)
+    b.edge(Rel.IN_DOMAIN, (D, key), (DOM, f"domain:{slug(domain)}"))
+    return b

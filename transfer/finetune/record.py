@@ -55,7 +55,9 @@ def model_id_for(run_id: str) -> str:
 def model_batch(record: ModelRecord, trained_on: str | None = None, split: str | None = None) -> GraphBatch:
     """A Model node with ``record``'s properties, and TRAINED_ON ``trained_on`` when given."""
     batch = GraphBatch()
-    batch.node(M, record.id, **record.to_properties())
+    props = record.to_properties()
+    props.pop("id")
+    batch.node(M, record.id, **props)
     if trained_on:
         batch.edge(Rel.TRAINED_ON, (M, record.id), (D, trained_on), split=split)
     return batch

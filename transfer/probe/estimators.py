@@ -44,6 +44,8 @@ than 10x slower on the AMD machines we measured.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +54,7 @@ import scipy.optimize
 import torch
 from scipy.linalg import blas
 from scipy.sparse.linalg import eigsh
+from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 __all__ = [
@@ -156,16 +159,58 @@ def _gram(x: Tensor) -> Tensor:
     return x.T @ x
 
 
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Run SciPy's LAPACK on one thread: factorising a D x D matrix is largely memory-bound (the
+    tridiagonal reduction is BLAS-2), and on a shared 2-core machine two BLAS threads waiting on
+    each other made ``eigh`` up to 15x and ``cholesky`` 2.5x slower than one thread."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def _eigh(sym: Tensor) -> tuple[Tensor, Tensor]:
     """Eigenvalues (ascending) and eigenvectors of a symmetric matrix, computed in its dtype, as float64."""
     if sym.device.type == "cpu":
-        # SciPy's LAPACK (OpenBLAS) divide-and-conquer: torch's MKL syevd was >10x slower on our AMD CPUs.
-        evals, evecs = scipy.linalg.eigh(
-            sym.numpy().copy(), driver="evd", check_finite=False, overwrite_a=True
-        )
+        # SciPy's LAPACK divide-and-conquer: torch's MKL syevd was 3-10x slower on our AMD CPUs.
+        with _one_blas_thread():
+            evals, evecs = scipy.linalg.eigh(
+                sym.numpy().copy(), driver="evd", check_finite=False, overwrite_a=True
+            )
         return torch.from_numpy(evals).double(), torch.from_numpy(evecs).double()
     evals, evecs = torch.linalg.eigh(sym)
     return evals.double(), evecs.double()
+
+
+def _cholesky(sym: Tensor) -> Tensor | None:
+    """Lower Cholesky factor of a symmetric matrix, or None when it is not (numerically) positive definite."""
+    if sym.device.type == "cpu":
+        try:
+            with _one_blas_thread():
+                return torch.from_numpy(scipy.linalg.cholesky(sym.numpy(), lower=True, check_finite=False))
+        except np.linalg.LinAlgError:
+            return None
+    chol, info = torch.linalg.cholesky_ex(sym)
+    return chol if int(info) == 0 else None
+
+
+def _solve_lower(chol: Tensor, rhs: Tensor) -> Tensor:
+    """L^-1 rhs for a lower-triangular L."""
+    if chol.device.type == "cpu":
+        with _one_blas_thread():
+            return torch.from_numpy(
+                scipy.linalg.solve_triangular(chol.numpy(), rhs.numpy(), lower=True, check_finite=False)
+            )
+    return torch.linalg.solve_triangular(chol, rhs, upper=False)
+
+
+def _cholesky_solve(chol: Tensor, rhs: Tensor) -> Tensor:
+    """(L L^T)^-1 rhs for a lower Cholesky factor L."""
+    if chol.device.type == "cpu":
+        with _one_blas_thread():
+            return torch.from_numpy(
+                scipy.linalg.cho_solve((chol.numpy(), True), rhs.numpy(), check_finite=False)
+            )
+    return torch.cholesky_solve(rhs, chol)
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -463,10 +508,9 @@ def hscore(
         a = _ledoit_wolf_shrinkage(f, cov)
         shrunk = (1 - a) * cov
         shrunk.diagonal().add_(a * float(torch.trace(cov)) / d)
-        chol, info = torch.linalg.cholesky_ex(shrunk)
-        if int(info) == 0:
-            solved = torch.linalg.solve_triangular(chol, means_w.T, upper=False)
-            return float((1 - a) * solved.square().sum())
+        chol = _cholesky(shrunk)
+        if chol is not None:
+            return float((1 - a) * _solve_lower(chol, means_w.T.contiguous()).square().sum())
         cov, between_scale = shrunk, 1 - a  # singular even after shrinkage (constant features)
     elif n < d:
         # N-dim form: with F = U S V^T (centred), tr(pinv(cov) cov(E[f|y])) = sum_c n_c |mean_c(U)|^2
@@ -500,45 +544,38 @@ def _largest_eigenvalue(sym: Tensor) -> float:
     start = a.sum(1)
     if not np.any(start):
         start = np.ones(a.shape[0])
-    if a.shape[0] <= 2:
-        return float(np.linalg.eigvalsh(a)[-1])
-    return float(eigsh(a, k=1, which="LA", v0=start, tol=1e-8, return_eigenvectors=False)[0])
+    with _one_blas_thread():
+        if a.shape[0] <= 2:
+            return float(np.linalg.eigvalsh(a)[-1])
+        return float(eigsh(a, k=1, which="LA", v0=start, tol=1e-8, return_eigenvectors=False)[0])
 
 
-def _fisher_posteriors(
-    within: Tensor, means: Tensor, labels: Tensor, priors: Tensor, shrinkage: float | None
-) -> tuple[Tensor, float]:
-    """Regularised Fisher discriminant posteriors p(y | x) (N, C) on the training samples themselves.
+def _regularised_lda(s_w: Tensor, means: Tensor, shrinkage: float | None) -> tuple[Tensor, Tensor, float]:
+    """Regularised Fisher discriminant: coefficients S^-1 mu_c (D, C), offsets -mu_c^T S^-1 mu_c / 2 (C,).
 
-    The samples are given as class means (C, D) float64 plus within-class residuals (N, D), so
-    x_i = means[y_i] + within_i. S_W = sum_c prior_c cov_c (biased) = within^T within / N; the shrunk
-    S = (1 - l) S_W + l tr(S_W)/D I with, when not given, the adaptive
-    l = max(exp(-5 lambda_max(S_W)), 1e-10). In the C-1 dimensional Fisher space of (S_B, S) the
-    Bayes rule with a shared covariance scores class c by z^T mu_c - |mu_c|^2 / 2 + log prior_c, which
-    equals x^T S^-1 mu_c - mu_c^T S^-1 mu_c / 2 + log prior_c in the original space: once S is
-    whitened, the directions the projection drops carry no difference between class means. So one
-    Cholesky solve replaces the generalised eigenproblem, and gives exactly what SFDA's reference
-    code computes with all the eigenvectors.
+    ``s_w`` (D, D) float64 is sum_c prior_c cov_c (biased); the shrunk S = (1 - l) S_W + l tr(S_W)/D I
+    with, when not given, the adaptive l = max(exp(-5 lambda_max(S_W)), 1e-10). In the C-1
+    dimensional Fisher space of (S_B, S) the Bayes rule with a shared covariance scores class c by
+    z^T mu_c - |mu_c|^2 / 2 + log prior_c, which equals x^T S^-1 mu_c - mu_c^T S^-1 mu_c / 2 +
+    log prior_c in the original space: once S is whitened, the directions the projection drops carry
+    no difference between class means. So one Cholesky solve replaces the generalised
+    eigenproblem, and gives exactly what SFDA's reference code computes with all the eigenvectors.
     """
-    n, d = within.shape
-    s_w = _gram(within).double() / n
+    d = s_w.shape[0]
     if shrinkage is None:
         shrinkage = max(math.exp(-5 * _largest_eigenvalue(s_w)), 1e-10)
     shrunk = (1 - shrinkage) * s_w
     shrunk.diagonal().add_(shrinkage * float(torch.trace(s_w)) / d)
-    chol, info = torch.linalg.cholesky_ex(shrunk)
+    chol = _cholesky(shrunk)
     # Rank-deficient S_W (N < D) with the 1e-10 floor can fail by rounding (float32 Grams especially):
-    # add the smallest jitter, from 10 machine epsilons of the features' dtype times the mean variance.
-    jitter = 10 * torch.finfo(within.dtype).eps * max(float(torch.trace(shrunk)) / d, 1e-300)
-    while int(info) != 0:
+    # add the smallest jitter, from 10 float32 machine epsilons times the mean variance.
+    jitter = 10 * torch.finfo(torch.float32).eps * max(float(torch.trace(shrunk)) / d, 1e-300)
+    while chol is None:
         shrunk.diagonal().add_(jitter)
         jitter *= 10
-        chol, info = torch.linalg.cholesky_ex(shrunk)
-    coef = torch.cholesky_solve(means.T.contiguous(), chol)  # (D, C) = S^-1 mu_c
-    # x_i^T coef = means[y_i]^T coef (exact, float64) + within_i^T coef (in the features' precision)
-    scores = (means @ coef)[labels] + (within @ coef.to(within.dtype)).double()
-    scores += -0.5 * (means * coef.T).sum(1) + torch.log(priors)
-    return torch.softmax(scores, dim=1), shrinkage
+        chol = _cholesky(shrunk)
+    coef = _cholesky_solve(chol, means.T.contiguous()).to(means.device)  # (D, C)
+    return coef, -0.5 * (means * coef.T).sum(1), shrinkage
 
 
 def sfda(
@@ -552,20 +589,27 @@ def sfda(
     """SFDA (Shao et al. 2022): mean p(y_i | x_i) after a self-challenging Fisher discriminant, in (0, 1].
 
     1. Regularised Fisher discriminant analysis with the adaptive shrinkage
-       l = exp(-5 lambda_max(S_W)) of the within-class scatter (see ``_fisher_posteriors``), giving
+       l = exp(-5 lambda_max(S_W)) of the within-class scatter (see ``_regularised_lda``), giving
        p(y | x) for every sample.
     2. ConfMix, the self-challenge: soften p with a softmax over classes (as the authors' code does),
        and move each sample towards the mean of the *other* classes' means in proportion to how
-       unsure the first model is: x' = p(y_i | x_i) x_i + (1 - p(y_i | x_i)) mu_{-y_i}.
+       unsure the first model is: x' = a_i x_i + (1 - a_i) o_{y_i}, a_i the softened p(y_i | x_i),
+       o_c the mean of the other classes' means.
     3. Refit the discriminant on x' with the same l; the score is the mean p(y_i | x_i') (the paper's
        log is dropped, as in the reference code, for stability).
 
     Simplifications, stated honestly: the Fisher projection is not materialised (it gives the same
-    posteriors, see ``_fisher_posteriors``); lambda_max is computed exactly (Lanczos) where the
+    posteriors, see ``_regularised_lda``); lambda_max is computed exactly (Lanczos) where the
     reference code takes three power-iteration steps, which can underestimate it and so shrink more.
     Like the reference, the adaptive shrinkage depends on the features' scale. Scores are
     resubstitution estimates, so features are cut to their principal components when N < 2 D (see
     the module docstring).
+
+    Cost: x' is never formed. The discriminant is translation invariant, so the features are centred
+    once; S_W = (X^T X - sum_c n_c mu_c mu_c^T) / N, and with u_i = x_i - o_c the mixed scatter is
+    sum_i a_i^2 u_i u_i^T - sum_c n_c m_c m_c^T (m_c the class mean of a u), whose one N x D^2 term is
+    the Gram matrix of the rows a_i x_i; the rest are rank-C corrections. Two Gram products, no
+    gathers.
     """
     checked = _check(features, labels)
     f = _maybe_reduce(checked.features, reduce, max_dim, seed)
@@ -573,16 +617,38 @@ def sfda(
     y, num_classes, counts = checked.labels, checked.num_classes, checked.counts.double()
     n = f.shape[0]
     rows = torch.arange(n, device=f.device)
-    priors = counts / n
-    means = _class_sums(f, y, num_classes) / counts[:, None]
-    probs, shrinkage = _fisher_posteriors(f - means[y].to(f.dtype), means, y, priors, None)
-    confidence = torch.softmax(probs, dim=1)[rows, y]  # softened p(y_i | x_i)
-    outer = (means.sum(0, keepdim=True) - means) / (num_classes - 1)  # mean of the other classes' means
-    # x' = o + a (x - o) with o = outer[y], a = confidence: class means o_c + mean_c(a u), u = x - o
-    scaled = (f - outer[y].to(f.dtype)) * confidence[:, None].to(f.dtype)
-    scaled_means = _class_sums(scaled, y, num_classes) / counts[:, None]
-    mixed_means = outer + scaled_means
-    probs, _ = _fisher_posteriors(scaled - scaled_means[y].to(f.dtype), mixed_means, y, priors, shrinkage)
+    log_priors = torch.log(counts / n)
+    x = f - f.mean(0, keepdim=True)  # (N, D), the features' precision
+    onehot = _onehot(y, num_classes, x.dtype)
+
+    # Stage 1: the discriminant on the features themselves
+    means = (onehot.T @ x).double() / counts[:, None]  # (C, D)
+    s_w = (_gram(x).double() - means.T @ (counts[:, None] * means)) / n
+    coef, offset, shrinkage = _regularised_lda(s_w, means, None)
+    probs = torch.softmax((x @ coef.to(x.dtype)).double() + offset + log_priors, dim=1)
+
+    # Stage 2: ConfMix, then the discriminant again with the same shrinkage
+    a = torch.softmax(probs, dim=1)[rows, y]  # softened p(y_i | x_i), (N,)
+    outer = (means.sum(0, keepdim=True) - means) / (num_classes - 1)  # o_c, (C, D)
+    weights = torch.cat([onehot * a[:, None].to(x.dtype), onehot * a.square()[:, None].to(x.dtype)], dim=1)
+    weighted_sums = (weights.T @ x).double()  # (2C, D): sum_{i in c} a_i x_i and sum_{i in c} a_i^2 x_i
+    sum_a, sum_a2 = weighted_sums[:num_classes], weighted_sums[num_classes:]
+    a_per_class = onehot.double().T @ a  # sum_{i in c} a_i, (C,)
+    a2_per_class = onehot.double().T @ a.square()
+    shift_means = (sum_a - a_per_class[:, None] * outer) / counts[:, None]  # m_c = mean_c(a u), (C, D)
+    cross = sum_a2.T @ outer  # sum_i a_i^2 x_i o_c^T, (D, D)
+    s_w_mixed = (
+        _gram(x * a[:, None].to(x.dtype)).double()
+        - cross
+        - cross.T
+        + outer.T @ (a2_per_class[:, None] * outer)
+        - shift_means.T @ (counts[:, None] * shift_means)
+    ) / n
+    coef, offset, _ = _regularised_lda(s_w_mixed, outer + shift_means, shrinkage)
+    # x'_i^T coef = o_c^T coef + a_i (x_i^T coef - o_c^T coef)
+    outer_scores = (outer @ coef)[y]
+    scores = outer_scores + a[:, None] * ((x @ coef.to(x.dtype)).double() - outer_scores)
+    probs = torch.softmax(scores + offset + log_priors, dim=1)
     return float(probs[rows, y].mean())
 
 

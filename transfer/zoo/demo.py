@@ -34,7 +34,7 @@ Progress = Callable[[str, int, int], None]
 """``progress(message, done, total)``: called as the zoo advances; done/total count epochs over all models."""
 
 ARCHITECTURE = "smallcnn"
-CACHE_FORMAT = "kgraft-demo-zoo-v1"
+CACHE_FORMAT = "kgraft-demo-zoo-v1"  # bump when the training code changes, so old checkpoints stop matching
 
 
 @dataclass(frozen=True)
