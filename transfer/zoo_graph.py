@@ -90,7 +90,7 @@ def record_from_spec(
         )
     if kind == "ccexam" and rest:
         for record in ccexam_records():
-            if record.id in {rest, f"ccexam-{rest}"}:
+            if rest in {record.id, record.id.removeprefix("ccexam.")}:
                 return record
         raise ZooError(f"ccexam has no model {rest!r}; it ships mnist, usps and svhn.")
     path = Path(spec)
