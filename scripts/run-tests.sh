@@ -12,4 +12,4 @@ cleanup() { [ "$started" = 1 ] && bash scripts/neo4j/stop.sh || true; }
 trap cleanup EXIT
 echo "Neo4j: $NEO4J_URI   LadybugDB: embedded files under pytest's tmp dirs"
 .venv/bin/ruff check .
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -v --durations=15 "$@"
