@@ -470,6 +470,65 @@ def _print_registration(reg: Any) -> None:
         console.print(f"note: {note}", style="yellow")
 
 
+@app.command()
+def probe(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None, typer.Argument(help="Source model (id or name); omit with --all-models.")
+    ] = None,
+    dataset: Annotated[str | None, typer.Argument(help="Target dataset (id or name).")] = None,
+    all_models: Annotated[
+        bool, typer.Option("--all-models", help="Probe every classifier in the graph.")
+    ] = False,
+    samples: Annotated[int, typer.Option(help="Target (and source) sample size.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    out: Annotated[Path, typer.Option(help="Where generality curves (JSON, PNG) go.")] = Path(
+        ".kgraft/probes"
+    ),
+) -> None:
+    """Measure transferability (LogME, LEEP, NCE, H-score, SFDA, k-NN, linear probe), shift tests and the
+    layer-wise generality curve of source models on a target; record them as SCORED_ON."""
+    from ontology.vocab import Label
+    from transfer.probe.run import probe as run_probe
+
+    if all_models and model and not dataset:
+        model, dataset = None, model
+    with store_from(ctx) as store:
+        if dataset is None:
+            raise typer.BadParameter("give MODEL DATASET, or --all-models DATASET.")
+        dataset_id = store.resolve(dataset, (Label.DATASET,))[1]
+        if all_models:
+            models = [
+                r["id"]
+                for r in store.query(
+                    "MATCH (m:Model) WHERE m.kind = $kind AND m.checkpoint IS NOT NULL "
+                    "RETURN m.id AS id ORDER BY id",
+                    {"kind": "classifier"},
+                )
+            ]
+        elif model is None:
+            raise typer.BadParameter("give MODEL DATASET, or --all-models DATASET.")
+        else:
+            models = [store.resolve(model, (Label.MODEL,))[1]]
+        with _progress() as progress:
+            task = progress.add_task("probing", total=len(models))
+            reports = []
+            for model_id in models:
+                progress.update(task, description=f"probing {model_id}")
+                reports.append(run_probe(store, model_id, dataset_id, n=samples, seed=seed, out_dir=out))
+                progress.advance(task)
+    for r in reports:
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in r.estimators.items())
+        shift = (
+            f"shift {r.shift_type}, freeze through group {r.freeze_cut}"
+            if r.shift_type
+            else "; ".join(r.notes)
+        )
+        console.print(f"[bold]{r.model_id}[/] on {r.dataset_id} (n={r.sample_size}): {scores}; {shift}")
+        if r.plot:
+            console.print(f"  generality curve: {r.plot}", style="dim")
+
+
 def main() -> None:
     """Entry point of the ``kgraft`` command."""
     app()
