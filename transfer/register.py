@@ -71,7 +71,7 @@ def dataset_batch(
     profile = profile or profile_dataset(ds)
     b = GraphBatch()
     extra: dict[str, Any] = {"class_names": ds.class_names, "split_names": list(ds.split_names)}
-    if ds.derivation:
+    if ds.derivation and parent:  # without its parent in the graph, the recipe could not be replayed
         extra["derivation"] = ds.derivation
     if ds.skipped:
         extra["skipped_files"] = ds.skipped

@@ -3,23 +3,43 @@
 ``finetune(source_record, target_dataset, settings, out_dir=...)`` fine-tunes a zoo model on a target
 dataset the way fastai's ``fine_tune`` does (frozen head stage, then discriminative rates with one-cycle),
 checkpoints every epoch so a killed run resumes to the same result, and records the run, its lineage and
-its outcome in the graph. ``python -m transfer.finetune.engine`` is the same run for ``torchrun``.
+its outcome in the graph. ``python -m transfer.finetune.engine`` (or ``torchrun ... -m
+transfer.finetune.engine``) is the same run from the command line.
+
+Modules: ``settings`` (``FinetuneSettings``, presets), ``data`` (channels, resizing, normalisation,
+loaders, class weights), ``schedule`` (epoch plan, discriminative rates, one-cycle, L2-SP), ``engine``
+(the loop, DDP, AMP), ``checkpoint`` (atomic resumable state), ``record`` (the graph writes).
 """
 
-from transfer.finetune.engine import (
-    EpochReport,
-    FinetuneResult,
-    FrozenPrefix,
-    Progress,
-    amp_dtype,
-    baseline_settings,
-    evaluate,
-    finetune,
-    main,
-    oom_retry,
-    prepare_model,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from transfer.finetune.settings import PRESETS, FinetuneError, FinetuneSettings, settings_for
+
+# The engine loads on first use, so that ``python -m transfer.finetune.engine`` runs it as __main__
+# without a second copy already imported by this package.
+_ENGINE_NAMES = (
+    "EpochReport",
+    "FinetuneResult",
+    "FrozenPrefix",
+    "Progress",
+    "amp_dtype",
+    "baseline_settings",
+    "evaluate",
+    "finetune",
+    "main",
+    "oom_retry",
+    "prepare_model",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ENGINE_NAMES:
+        return getattr(importlib.import_module("transfer.finetune.engine"), name)
+    raise AttributeError(f"module 'transfer.finetune' has no attribute {name!r}")
+
 
 __all__ = [
     "PRESETS",

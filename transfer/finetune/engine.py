@@ -274,7 +274,8 @@ def determinism(enabled: bool, device: torch.device) -> Iterator[None]:
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        if enabled:  # the call imports torch._inductor (seconds), so only when something changed
+            torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = previous[2], previous[3]
 
 
@@ -822,11 +823,11 @@ def finetune(
             # 3. The graph: the source model and target dataset nodes, the Activity as running.
             target_key = target_id or slug(target.name)
             source_data_id = None
-            if store is not None:
-                ensure_source_model(store, source)
+            if store is not None:  # datasets first, so a new source model can link its pretraining data
                 target_key = ensure_dataset(store, target, target_id)
                 if source_dataset is not None:
                     source_data_id = ensure_dataset(store, source_dataset, source_dataset_id)
+                ensure_source_model(store, source)
             run_id = (
                 saved["run_id"] if saved else (new_run_id(source.id, target_key, store) if rt.is_main else "")
             )
@@ -1250,7 +1251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target-close-to-source", action="store_true")
     parser.add_argument("--result-json", help="also write the summary here (rank 0)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(  # one voice: the other ranks only warn
+        level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
     from transfer.finetune.settings import settings_for
 
@@ -1268,7 +1272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = _load_source(args.source)
         target = _load_data(args.target)
         source_data = _load_data(args.source_dataset) if args.source_dataset else None
-        is_main = int(os.environ.get("RANK", "0")) == 0
+        is_main = rank == 0
         store = None
         if args.store and is_main:
             from kg import open_store

@@ -25,9 +25,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kg import GraphBatch, GraphStore
+from kg.errors import NotFound
 from ontology.vocab import Label, Rel
 from transfer.data import ImageDataset
-from transfer.register import now, register_dataset, slug
+from transfer.register import model_batch, now, register_dataset, register_model, slug
 from transfer.zoo import ModelRecord
 
 log = logging.getLogger(__name__)
@@ -52,29 +53,24 @@ def model_id_for(run_id: str) -> str:
     return "model:" + run_id.removeprefix("run:")
 
 
-def model_batch(record: ModelRecord, trained_on: str | None = None, split: str | None = None) -> GraphBatch:
-    """A Model node with ``record``'s properties, and TRAINED_ON ``trained_on`` when given."""
-    batch = GraphBatch()
-    props = record.to_properties()
-    props.pop("id")
-    batch.node(M, record.id, **props)
-    if trained_on:
-        batch.edge(Rel.TRAINED_ON, (M, record.id), (D, trained_on), split=split)
-    return batch
-
-
 def ensure_source_model(store: GraphStore, record: ModelRecord) -> str:
     """Create the source Model node from its record when the graph lacks it; returns its id.
 
-    Its TRAINED_ON edge is added only when the pretraining dataset (``record.pretrained_on``) is a
-    Dataset in the graph: a missing dataset is not invented.
+    Its TRAINED_ON edge is added only when the pretraining dataset (``record.pretrained_on``, an id or
+    name) is a Dataset in the graph: a missing dataset is not invented.
     """
     if store.node(M, record.id) is None:
-        pretrained_on = record.pretrained_on
-        if pretrained_on and not store.existing_ids(D, [pretrained_on]):
-            log.info("source model %s: pretraining dataset %r is not in the graph", record.id, pretrained_on)
-            pretrained_on = None
-        store.apply(model_batch(record, pretrained_on))
+        pretrained_on = None
+        if record.pretrained_on:
+            try:
+                pretrained_on = store.resolve(record.pretrained_on, (D,))[1]
+            except NotFound:
+                log.info(
+                    "source model %s: pretraining dataset %r is not in the graph",
+                    record.id,
+                    record.pretrained_on,
+                )
+        register_model(store, record, pretrained_on=pretrained_on)
     return record.id
 
 
@@ -142,7 +138,7 @@ def finish_batch(
 ) -> GraphBatch:
     """The finished Activity, the fine-tuned Model with its lineage, and the TRANSFERRED_TO outcome."""
     ended = now()
-    batch = model_batch(tuned, target_id, split="train")
+    batch = model_batch(tuned, pretrained_on=target_id)  # the Model node, TRAINED_ON the target's train split
     batch.node(A, run_id, status="finished", ended=ended, metrics=metrics, extra=extra)
     batch.edge(Rel.GENERATED_BY, (M, tuned.id), (A, run_id))
     batch.edge(Rel.FINETUNED_FROM, (M, tuned.id), (M, source_id), activity=run_id)
@@ -212,7 +208,6 @@ __all__ = [
     "ensure_source_model",
     "fail_batch",
     "finish_batch",
-    "model_batch",
     "model_id_for",
     "new_run_id",
     "progress_batch",
