@@ -529,6 +529,89 @@ def probe(
             console.print(f"  generality curve: {r.plot}", style="dim")
 
 
+@app.command()
+def finetune(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Option(help="Source model (id or name).")],
+    target: Annotated[str, typer.Option(help="Target dataset (id or name).")],
+    settings: Annotated[str, typer.Option(help="full, linear-probe, fastai or auto.")] = "fastai",
+    epochs: Annotated[int | None, typer.Option(help="Total epochs (overrides the preset).")] = None,
+    set_: Annotated[
+        list[str], typer.Option("--set", help="Any setting, KEY=VALUE (JSON), e.g. batch_size=64.")
+    ] = [],  # noqa: B006
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder (checkpoints); default .kgraft/runs/...")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
+    baseline: Annotated[
+        bool, typer.Option(help="Also train from scratch with the same budget (the gain).")
+    ] = False,
+) -> None:
+    """Fine-tune a source model on a target dataset and record the run and its outcome in the graph."""
+    from ontology.vocab import Label
+    from transfer.finetune.engine import finetune as run
+    from transfer.finetune.settings import settings_for
+    from transfer.register import materialise, slug
+    from transfer.zoo.record import ModelRecord
+
+    with store_from(ctx) as store:
+        overrides = _parse_params(set_)
+        if epochs is not None:
+            overrides["epochs"] = epochs
+        chosen = settings_for(settings, **overrides)
+        source_id = store.resolve(source, (Label.MODEL,))[1]
+        target_id = store.resolve(target, (Label.DATASET,))[1]
+        record = ModelRecord.from_properties(store.node(Label.MODEL, source_id))
+        with err_console.status(f"rebuilding {target_id}"):
+            target_ds = materialise(store, target_id)
+        source_ds, source_ds_id = None, None
+        rows = store.query(
+            "MATCH (:Model {id: $id})-[:TRAINED_ON]->(d:Dataset) RETURN d.id AS id", {"id": source_id}
+        )
+        if rows:
+            try:
+                source_ds, source_ds_id = materialise(store, rows[0]["id"]), rows[0]["id"]
+            except Exception as exc:  # external pretraining data: no forgetting measurement
+                if not is_user_error(exc):
+                    raise
+                err_console.print(f"note: no forgetting measurement ({exc})", style="yellow")
+        out = out or Path(".kgraft/runs") / f"{slug(source_id)}--{slug(target_id)}--{settings}"
+        with _progress() as progress:
+            task = progress.add_task("fine-tuning", total=chosen.epochs)
+
+            def on_epoch(report: Any) -> None:
+                progress.update(
+                    task,
+                    completed=report.epoch,
+                    description=(
+                        f"epoch {report.epoch}/{report.epochs} stage {report.stage}: "
+                        f"loss {report.train_loss:.3f}, "
+                        f"{report.eval_split} acc {report.eval_accuracy:.3f}"
+                    ),
+                )
+
+            result = run(
+                record,
+                target_ds,
+                chosen,
+                out_dir=out,
+                store=store,
+                target_id=target_id,
+                source_dataset=source_ds,
+                source_dataset_id=source_ds_id,
+                resume=resume,
+                progress=on_epoch,
+                measure_baseline=baseline,
+            )
+    summary = result.summary()
+    console.print_json(data={k: v for k, v in summary.items() if k != "epochs"})
+    console.print(
+        f"recorded run {summary['run_id']}: Activity USED {source_id} and {target_id}, GENERATED "
+        f"{summary['model_id']} (FINETUNED_FROM {source_id}, TRAINED_ON {target_id}); "
+        f"TRANSFERRED_TO {source_id} -> {target_id} with accuracy {summary['accuracy']:.4f}"
+    )
+
+
 def main() -> None:
     """Entry point of the ``kgraft`` command."""
     app()
