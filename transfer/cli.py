@@ -238,17 +238,37 @@ def demo(
         ".kgraft/zoo"
     ),
 ) -> None:
-    """Run the main job on bundled real data: register and derive data, build the zoo, lineage and bias."""
-    from transfer.demo import build_zoo, register_demo_data
+    """Run the main job on bundled real data: register and derive data, build the zoo, probe, fine-tune,
+    record the outcome, and answer a lineage and a bias query."""
+    from transfer.demo import build_zoo, probe_and_finetune, register_demo_data
     from transfer.render import reaches_table
 
     with store_from(ctx) as store, _progress() as progress:
         task = progress.add_task("starting", total=None)
-        result = register_demo_data(store, step=lambda text: progress.update(task, description=text))
+
+        def step(text: str) -> None:
+            progress.update(task, description=text, total=None)
+
+        result = register_demo_data(store, step=step)
         build_zoo(store, result, zoo_dir, progress=_epoch_updater(progress, task))
+        loop = probe_and_finetune(store, zoo_dir.parent, step=step)
         progress.update(task, description="done")
     console.print(
         f"registered {len(result.datasets)} datasets and {len(result.models)} models in {store.uri}"
+    )
+    for r in loop.probes:
+        leep = r.estimators.get("leep", float("nan"))
+        console.print(
+            f"probe {r.model_id} -> {r.dataset_id}: LogME {r.estimators['logme']:.3f}, LEEP {leep:.3f}, "
+            f"shift {r.shift_type}, freeze through group {r.freeze_cut}"
+        )
+        if r.plot:
+            console.print(f"  generality curve: {r.plot}", style="dim")
+    run = loop.run or {}
+    earlier = " (recorded by an earlier run)" if loop.reused_run else ""
+    console.print(
+        f"fine-tuned {loop.source} -> animal-mnist{earlier}: accuracy {run.get('accuracy') or 0:.3f}, "
+        f"forgetting of the source task {run.get('forgetting') or 0:.3f}, run {run.get('run_id')}"
     )
     start = result.lineage_of
     console.print(reaches_table(f"$ kgraft lineage {start}", start, result.lineage))

@@ -150,3 +150,63 @@ def build_zoo(
     records += register_ccexam(store)
     result.models = [r.id for r in records]
     return result.models
+
+
+DEMO_SOURCE_DATA = "fashion-mnist"
+DEMO_PROBES = ["fashion-mnist-rot90", "fashion-mnist-tops", "animal-mnist"]
+DEMO_TARGET = "animal-mnist"
+
+
+@dataclass
+class LoopResult:
+    """Probe and fine-tuning outcomes of the demo."""
+
+    source: str
+    probes: list = field(default_factory=list)
+    run: dict | None = None
+    reused_run: bool = False
+
+
+def probe_and_finetune(
+    store: GraphStore, out_dir: Path, step: Callable[[str], None] = lambda _: None, epochs: int = 2
+) -> LoopResult:
+    """Probe the Fashion-MNIST source on three targets, then fine-tune it on Animal-MNIST (fastai preset)
+    and record the run; a finished run of the same pair and preset is reused, so reruns stay fast."""
+    from ontology.vocab import Label
+    from transfer.finetune.engine import finetune
+    from transfer.finetune.settings import settings_for
+    from transfer.probe.run import probe
+    from transfer.register import materialise
+    from transfer.zoo.record import ModelRecord
+
+    (row,) = store.query(
+        "MATCH (m:Model)-[:TRAINED_ON]->(:Dataset {id: $d}) WHERE m.kind = $kind RETURN m.id AS id LIMIT 1",
+        {"d": DEMO_SOURCE_DATA, "kind": "classifier"},
+    )
+    loop = LoopResult(row["id"])
+    for target in DEMO_PROBES:
+        step(f"probe {loop.source} on {target}")
+        loop.probes.append(probe(store, loop.source, target, n=500, out_dir=out_dir / "probes"))
+    done = store.query(
+        "MATCH (:Model {id: $s})-[t:TRANSFERRED_TO]->(:Dataset {id: $d}) WHERE t.preset = $p "
+        "RETURN t.accuracy AS accuracy, t.forgetting AS forgetting, t.activity AS run_id LIMIT 1",
+        {"s": loop.source, "d": DEMO_TARGET, "p": "fastai"},
+    )
+    if done:
+        loop.run, loop.reused_run = done[0], True
+        return loop
+    step(f"fine-tune {loop.source} on {DEMO_TARGET} (fastai preset, {epochs} epochs)")
+    record = ModelRecord.from_properties(store.node(Label.MODEL, loop.source))
+    result = finetune(
+        record,
+        materialise(store, DEMO_TARGET),
+        settings_for("fastai", epochs=epochs),
+        out_dir=out_dir / "runs" / "demo-fashion-to-animal",
+        store=store,
+        target_id=DEMO_TARGET,
+        source_dataset=materialise(store, DEMO_SOURCE_DATA),
+        source_dataset_id=DEMO_SOURCE_DATA,
+    )
+    summary = result.summary()
+    loop.run = {k: summary.get(k) for k in ("accuracy", "forgetting", "run_id")}
+    return loop

@@ -37,14 +37,18 @@ wherever the estimator centres, so float32 loses little to cancellation. LogME's
 also runs in the input's precision: the Gram matrix of float32 features is only float32-accurate
 anyway, and on 10,000 x 2,048 features a float32 decomposition moved the score by 3e-8 relative.
 Everything after that (fixed points, Cholesky factors, solves, shrinkages) is float64. On CPU the
-eigen-decomposition goes through SciPy's LAPACK: the MKL ``syevd`` in torch's CPU build was more
-than 10x slower on the AMD machines we measured.
+D x D factorisations go through SciPy's LAPACK on one thread (``_one_blas_thread``): on the shared
+2-core machine we measured, two threads made ``eigh`` of a 2,048 x 2,048 matrix 3-15x slower than
+one, and torch's MKL ``eigh`` was slower than SciPy's either way. Small iterative parts (LogME's
+fixed point, the probe's L-BFGS) run in NumPy for the same reason: many tiny steps mostly wait on
+thread synchronisation in torch. CUDA tensors stay on their device and use torch's linear
+algebra; only small arrays (LogME's (D, C) projections, the probe's parameters) visit the host.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -53,7 +57,7 @@ import scipy.linalg
 import scipy.optimize
 import torch
 from scipy.linalg import blas
-from scipy.sparse.linalg import eigsh
+from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
@@ -169,16 +173,14 @@ def _one_blas_thread() -> Iterator[None]:
 
 
 def _eigh(sym: Tensor) -> tuple[Tensor, Tensor]:
-    """Eigenvalues (ascending) and eigenvectors of a symmetric matrix, computed in its dtype, as float64."""
+    """Eigenvalues (ascending) and eigenvectors of a symmetric matrix, in its dtype."""
     if sym.device.type == "cpu":
         # SciPy's LAPACK divide-and-conquer: torch's MKL syevd was 3-10x slower on our AMD CPUs.
+        # .T: the Fortran-ordered view LAPACK takes without a transposing copy (same symmetric matrix)
         with _one_blas_thread():
-            evals, evecs = scipy.linalg.eigh(
-                sym.numpy().copy(), driver="evd", check_finite=False, overwrite_a=True
-            )
-        return torch.from_numpy(evals).double(), torch.from_numpy(evecs).double()
-    evals, evecs = torch.linalg.eigh(sym)
-    return evals.double(), evecs.double()
+            evals, evecs = scipy.linalg.eigh(sym.numpy().T, driver="evd", check_finite=False)
+        return torch.from_numpy(evals), torch.from_numpy(evecs)
+    return torch.linalg.eigh(sym)
 
 
 def _cholesky(sym: Tensor) -> Tensor | None:
@@ -186,7 +188,8 @@ def _cholesky(sym: Tensor) -> Tensor | None:
     if sym.device.type == "cpu":
         try:
             with _one_blas_thread():
-                return torch.from_numpy(scipy.linalg.cholesky(sym.numpy(), lower=True, check_finite=False))
+                factor = scipy.linalg.cholesky(sym.numpy().T, lower=True, check_finite=False)
+            return torch.from_numpy(factor)
         except np.linalg.LinAlgError:
             return None
     chol, info = torch.linalg.cholesky_ex(sym)
@@ -226,7 +229,10 @@ def _onehot(labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
 
 
 def _class_sums(x: Tensor, labels: Tensor, num_classes: int) -> Tensor:
-    """(C, D) sums of the rows of ``x`` per class, as float64 (one GEMM with the indicator matrix)."""
+    """(C, D) sums of the rows of ``x`` per class, as float64: one pass of ``index_add_`` on CPU
+    (3x faster than a GEMM with the indicator matrix there), that GEMM on CUDA (deterministic)."""
+    if x.device.type == "cpu":
+        return torch.zeros(num_classes, x.shape[1], dtype=x.dtype).index_add_(0, labels, x).double()
     return (_onehot(labels, num_classes, x.dtype).T @ x).double()
 
 
@@ -238,9 +244,9 @@ def reduce_dim(features: Tensor, max_dim: int = 256, seed: int = 0) -> Tensor:
     """Project centred features on their leading principal components: (N, D) -> (N, q).
 
     ``q = min(max_dim, N // 2, D)``. Exact (an eigen-decomposition of the smaller Gram matrix) when
-    ``min(N, D) <= 1024``; otherwise the randomised ``torch.pca_lowrank`` seeded with ``seed``, so the
-    result is reproducible without touching the global random state. Returns features unchanged
-    (as float) when ``q >= D``.
+    ``min(N, D) <= 1024``; otherwise randomised PCA (range finder with four power iterations) drawn
+    from a generator seeded with ``seed``, so the result is reproducible without touching the
+    global random state. Returns features unchanged (as float) when ``q >= D``.
     """
     features = torch.as_tensor(features)
     if not features.dtype.is_floating_point:
@@ -260,11 +266,15 @@ def reduce_dim(features: Tensor, max_dim: int = 256, seed: int = 0) -> Tensor:
             top = torch.flip(torch.arange(d - q, d, device=evecs.device), dims=[0])
             scores = x @ evecs[:, top]
         return scores.to(features.dtype)
-    devices = [features.device] if features.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        _, _, v = torch.pca_lowrank(x, q=q, center=False, niter=4)
-    return (x @ v).to(features.dtype)
+    # Randomised range finder with power iterations (Halko et al. 2011, as torch.pca_lowrank does),
+    # written out so that its own seeded generator, not the global random state, draws the test matrix.
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    omega = torch.randn(d, min(q + 10, n, d), generator=generator, device=x.device, dtype=x.dtype)
+    basis, _ = torch.linalg.qr(x @ omega)
+    for _ in range(4):
+        basis, _ = torch.linalg.qr(x @ torch.linalg.qr(x.T @ basis)[0])
+    _, _, vh = torch.linalg.svd(basis.T @ x, full_matrices=False)
+    return (x @ vh[:q].T).to(features.dtype)
 
 
 def _maybe_reduce(features: Tensor, reduce: bool | None, max_dim: int, seed: int) -> Tensor:
@@ -272,6 +282,36 @@ def _maybe_reduce(features: Tensor, reduce: bool | None, max_dim: int, seed: int
     if reduce is None:
         reduce = n < 2 * d
     return reduce_dim(features, max_dim=max_dim, seed=seed) if reduce else features
+
+
+@dataclass(frozen=True)
+class _Moments:
+    """Centred features and the sums LogME, the H-score and SFDA all start from; ``estimate_all``
+    computes them once, so the three share one N x D^2 Gram product."""
+
+    x: Tensor  # (N, D) features minus their mean, in the compute dtype
+    mean: Tensor  # (D,) float64
+    gram: Tensor  # (D, D) float64, x^T x
+    class_sums: Tensor  # (C, D) float64, per-class sums of the rows of x
+    labels: Tensor  # (N,) in 0..C-1
+    counts: Tensor  # (C,) float64
+    num_classes: int
+
+
+def _moments(features: Tensor, checked: _Checked) -> _Moments:
+    f = features.to(_compute_dtype(features))
+    mean = f.mean(0, keepdim=True)
+    x = f - mean
+    sums = _class_sums(x, checked.labels, checked.num_classes)
+    return _Moments(
+        x,
+        mean[0].double(),
+        _gram(x).double(),
+        sums,
+        checked.labels,
+        checked.counts.double(),
+        checked.num_classes,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -321,37 +361,70 @@ def logme_fit(features: Tensor, labels: Tensor, *, max_iter: int = 200, tol: flo
     eigenvalue). Neither is a saturation: random features score the noise value, not a high one.
     """
     checked = _check(features, labels)
-    f, y, counts, num_classes = checked.features, checked.labels, checked.counts, checked.num_classes
-    f = f.to(_compute_dtype(f))
-    n, d = f.shape
-    onehot = _onehot(y, num_classes, f.dtype)
-    # The per-class fixed point works on (min(N, D), C) arrays: NumPy on the host, where a few hundred
-    # small steps do not pay torch's per-op thread synchronisation.
-    n_c = counts.double().cpu().numpy()
-    tiny = np.finfo(np.float64).tiny
+    n, d = checked.features.shape
     if n >= d:
-        sigma, v = _eigh(_gram(f))
-        c2 = (v.T.to(f.device) @ (f.T @ onehot).double()).square().cpu().numpy()  # c = V^T F^T y
-        sigma = sigma.clamp_min(0).cpu().numpy()[:, None]  # (D, 1)
+        return _logme_from_moments(_moments(checked.features, checked), max_iter=max_iter, tol=tol)
+    f = checked.features.to(_compute_dtype(checked.features))
+    sigma, u = _eigh(_gram(f.T))  # F F^T (N, N); U is a complete basis of R^N
+    onehot = _onehot(checked.labels, checked.num_classes, u.dtype)
+    x2 = (u.T @ onehot).double().square().cpu().numpy()  # x = U^T y, c^2 = s x^2
+    sigma = sigma.double().clamp_min(0).cpu().numpy()[:, None]  # (N, 1)
 
-        def fit_terms(t: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """|m|^2 and |F m - y|^2 at t = alpha / beta for the classes ``cols``."""
-            weighted = c2[:, cols] / np.square(sigma + t)
-            res2 = n_c[cols] - (weighted * (2 * t + sigma)).sum(0)
-            return weighted.sum(0), np.maximum(res2, 1e-12 * n_c[cols])
+    def fit_terms(t: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """|m|^2 and |F m - y|^2 at t = alpha / beta, without cancellation near interpolation."""
+        x2_cols = x2[:, cols]
+        denom = np.square(sigma + t)
+        return (sigma * x2_cols / denom).sum(0), (x2_cols * np.square(t) / denom).sum(0)
 
-    else:
-        sigma, u = _eigh(_gram(f.T))  # F F^T (N, N); U is a complete basis of R^N
-        x2 = (u.T.to(f.device) @ onehot.double()).square().cpu().numpy()  # x = U^T y, c^2 = s x^2
-        sigma = sigma.clamp_min(0).cpu().numpy()[:, None]  # (N, 1)
+    return _logme_fixed_point(sigma, fit_terms, n, d, checked.counts.double().cpu().numpy(), max_iter, tol)
 
-        def fit_terms(t: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """|m|^2 and |F m - y|^2 at t = alpha / beta, without cancellation near interpolation."""
-            x2_cols = x2[:, cols]
-            denom = np.square(sigma + t)
-            return (sigma * x2_cols / denom).sum(0), (x2_cols * np.square(t) / denom).sum(0)
 
-    scale = max(float(sigma.max()), 1e-300)
+def _logme_from_moments(m: _Moments, *, max_iter: int = 200, tol: float = 1e-9) -> LogMEFit:
+    """LogME for N >= D from the centred moments: F^T F = X^T X + N mu mu^T, F^T y_c = sum_c + n_c mu."""
+    n, d = m.x.shape
+    gram = m.gram + n * torch.outer(m.mean, m.mean)
+    sums = m.class_sums + m.counts[:, None] * m.mean[None, :]  # (C, D) = (F^T Y)^T
+    sigma, v = _eigh(gram.to(m.x.dtype))  # in the features' precision, see the module docstring
+    c2 = (v.T @ sums.T.to(v.dtype)).double().square().cpu().numpy()  # (D, C): c = V^T F^T y
+    sigma = sigma.double().clamp_min(0).cpu().numpy()[:, None]  # (D, 1)
+    n_c = m.counts.cpu().numpy()
+
+    def fit_terms(t: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """|m|^2 and |F m - y|^2 at t = alpha / beta for the classes ``cols``."""
+        weighted = c2[:, cols] / np.square(sigma + t)
+        res2 = n_c[cols] - (weighted * (2 * t + sigma)).sum(0)
+        return weighted.sum(0), np.maximum(res2, 1e-12 * n_c[cols])
+
+    return _logme_fixed_point(sigma, fit_terms, n, d, n_c, max_iter, tol)
+
+
+def _logme_fixed_point(
+    sigma: np.ndarray,
+    fit_terms: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    n: int,
+    d: int,
+    n_c: np.ndarray,
+    max_iter: int,
+    tol: float,
+) -> LogMEFit:
+    """MacKay's fixed point for every class at once, then the exact evidence at the result.
+
+    ``sigma`` (r, 1) is the spectrum of F^T F (r = min(N, D) values); ``fit_terms(t, cols)`` gives
+    |m|^2 and |F m - y|^2 at t = alpha / beta for the classes ``cols``. NumPy on the host: a few
+    hundred small steps would mostly wait on torch's thread synchronisation.
+    """
+    num_classes = n_c.shape[0]
+    tiny = np.finfo(np.float64).tiny
+    # Labels the features cannot explain drive alpha to infinity (w = 0): the supremum is then the
+    # evidence of pure noise, y ~ N(0, 1/beta) with beta = N / |y|^2, which the iteration only
+    # approaches; it is taken below wherever it is higher.
+    at_infinity = (n / 2 * np.log(n / n_c) - n / 2 - n / 2 * math.log(2 * math.pi)) / n
+    scale = float(sigma.max())
+    if scale <= 0:  # all-zero features explain nothing
+        inf = torch.full((num_classes,), math.inf, dtype=torch.float64)
+        return LogMEFit(
+            float(at_infinity.mean()), torch.from_numpy(at_infinity), inf, torch.from_numpy(n / n_c), 0
+        )
     t_lo, t_hi = scale * 1e-15, scale * 1e15  # keep t = alpha / beta finite whatever the data
 
     def moments(t: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -383,10 +456,6 @@ def logme_fit(features: Tensor, labels: Tensor, *, max_iter: int = 200, tol: flo
         - alpha / 2 * m2
         - n / 2 * math.log(2 * math.pi)
     ) / n
-    # Labels the features cannot explain drive alpha to infinity (w = 0): the supremum is then the
-    # evidence of pure noise, y ~ N(0, 1/beta) with beta = N / |y|^2, which the iteration only
-    # approaches; take it where it is higher.
-    at_infinity = (n / 2 * np.log(n / n_c) - n / 2 - n / 2 * math.log(2 * math.pi)) / n
     noise_only = at_infinity > evidence
     evidence = np.where(noise_only, at_infinity, evidence)
     alpha = np.where(noise_only, math.inf, alpha)
@@ -409,11 +478,13 @@ def logme(features: Tensor, labels: Tensor) -> float:
 # LEEP and NCE
 
 
-def leep(source_logits: Tensor | None, labels: Tensor) -> float:
+def leep(features: Tensor | None, labels: Tensor, source_logits: Tensor | None = None) -> float:
     """LEEP (Nguyen et al. 2020): mean log of the expected empirical prediction (<= 0; higher is better).
 
     theta = softmax(source_logits) (N, C_s); P(y, z) = 1/N sum_{i: y_i = y} theta_i(z);
-    P(y | z) = P(y, z) / P(z); LEEP = 1/N sum_i log sum_z P(y_i | z) theta_i(z).
+    P(y | z) = P(y, z) / P(z); LEEP = 1/N sum_i log sum_z P(y_i | z) theta_i(z). ``features`` is not
+    read (LEEP sees only the source head's output); it keeps every estimator's call alike,
+    ``estimator(features, labels, source_logits=...)``, and may be None.
     """
     labels = torch.as_tensor(labels)
     n = labels.shape[0] if labels.ndim == 1 else -1
@@ -429,10 +500,11 @@ def leep(source_logits: Tensor | None, labels: Tensor) -> float:
     return float(torch.log(eep).mean())
 
 
-def nce(source_logits: Tensor | None, labels: Tensor) -> float:
+def nce(features: Tensor | None, labels: Tensor, source_logits: Tensor | None = None) -> float:
     """NCE (Tran et al. 2019): -H(Y | Z) with Z = argmax of the source logits (<= 0; higher is better).
 
     From the empirical joint of counts P(y, z): NCE = sum_{y, z} P(y, z) log (P(y, z) / P(z)).
+    ``features`` is not read, as for ``leep``.
     """
     labels = torch.as_tensor(labels)
     n = labels.shape[0] if labels.ndim == 1 else -1
@@ -494,34 +566,36 @@ def hscore(
         f = _maybe_reduce(f, reduce, max_dim, seed)
     elif reduce:
         f = reduce_dim(f, max_dim=max_dim, seed=seed)
-    f = f.to(_compute_dtype(f))
     n, d = f.shape
-    f = f - f.mean(0, keepdim=True)
-    counts = checked.counts.double()
-    between_scale = 1.0
     if shrinkage or n >= d:
-        cov = _gram(f).double() / n
-        # sqrt(n_c / N) * class mean of the centred features, so cov(E[f|y]) = means_w^T means_w, (C, D)
-        means_w = _class_sums(f, checked.labels, checked.num_classes) / counts[:, None]
-        means_w = means_w * (counts / n).sqrt()[:, None]
+        return _hscore_from_moments(_moments(f, checked), shrinkage=shrinkage)
+    # N-dim form: with F = U S V^T (centred), tr(pinv(cov) cov(E[f|y])) = sum_c n_c |mean_c(U)|^2
+    f = f.to(_compute_dtype(f))
+    evals, u = _eigh(_gram((f - f.mean(0, keepdim=True)).T))
+    evals, u = evals.to(f.device), u.to(f.device)
+    keep = evals > max(n, d) * torch.finfo(f.dtype).eps * float(evals.max().clamp_min(0))
+    counts = checked.counts.double()
+    class_means = _class_sums(u[:, keep], checked.labels, checked.num_classes) / counts[:, None]
+    return float((counts[:, None] * class_means.square()).sum())
+
+
+def _hscore_from_moments(m: _Moments, *, shrinkage: bool = True) -> float:
+    n, d = m.x.shape
+    cov = m.gram / n
+    # sqrt(n_c / N) * class mean of the centred features, so cov(E[f|y]) = means_w^T means_w, (C, D)
+    means_w = m.class_sums / m.counts[:, None] * (m.counts / n).sqrt()[:, None]
+    between_scale = 1.0
     if shrinkage:
-        a = _ledoit_wolf_shrinkage(f, cov)
+        a = _ledoit_wolf_shrinkage(m.x, cov)
         shrunk = (1 - a) * cov
         shrunk.diagonal().add_(a * float(torch.trace(cov)) / d)
         chol = _cholesky(shrunk)
         if chol is not None:
             return float((1 - a) * _solve_lower(chol, means_w.T.contiguous()).square().sum())
         cov, between_scale = shrunk, 1 - a  # singular even after shrinkage (constant features)
-    elif n < d:
-        # N-dim form: with F = U S V^T (centred), tr(pinv(cov) cov(E[f|y])) = sum_c n_c |mean_c(U)|^2
-        evals, u = _eigh(_gram(f.T))
-        evals, u = evals.to(f.device), u.to(f.device)
-        keep = evals > max(n, d) * torch.finfo(f.dtype).eps * float(evals.max().clamp_min(0))
-        class_means = _class_sums(u[:, keep], checked.labels, checked.num_classes) / counts[:, None]
-        return float((counts[:, None] * class_means.square()).sum())
     evals, evecs = _eigh(cov)
     evals, evecs = evals.to(cov.device), evecs.to(cov.device)
-    cutoff = max(n, d) * torch.finfo(f.dtype).eps * float(evals.max().clamp_min(0))
+    cutoff = max(n, d) * torch.finfo(m.x.dtype).eps * float(evals.max().clamp_min(0))
     keep = evals > cutoff
     projected = means_w @ evecs[:, keep]  # pinv(cov) = V diag(1/l) V^T on the kept eigenvalues
     return float(between_scale * (projected.square() / evals[keep]).sum())
@@ -531,23 +605,36 @@ def hscore(
 # SFDA
 
 
+def _low_rank(left: Tensor, right: Tensor, dtype: torch.dtype) -> Tensor:
+    """left^T right, (D, D) float64, for (k, D) factors with k << D whose product is symmetric up to
+    rounding; one GEMM in ``dtype`` (the Gram product it corrects is no more precise). Not
+    re-symmetrised: its consumers (Cholesky, eigh, Lanczos) read one triangle or tolerate it."""
+    return (left.to(dtype).T @ right.to(dtype)).double()
+
+
 def _largest_eigenvalue(sym: Tensor) -> float:
     """Largest eigenvalue of a symmetric float64 matrix.
 
     CPU: Lanczos (ARPACK ``eigsh``) started from the row sums, as SFDA's power iteration starts, so it
     is deterministic; within-class scatters often have a tiny top gap, where power iteration stalls.
-    CUDA: a full ``eigvalsh``, which is cheap there.
+    The products with the matrix run in float32 (they are memory-bound; the scatter came from a
+    float32 Gram product anyway), the Lanczos recurrence in float64, to a 1e-6 relative tolerance:
+    ample for exp(-5 lambda). CUDA: a full ``eigvalsh``, which is cheap there.
     """
     if sym.device.type != "cpu":
         return float(torch.linalg.eigvalsh(sym)[-1])
     a = sym.numpy()
+    if a.shape[0] <= 2:
+        return float(np.linalg.eigvalsh(a)[-1])
     start = a.sum(1)
     if not np.any(start):
         start = np.ones(a.shape[0])
+    a32 = a.astype(np.float32)
+    operator = LinearOperator(
+        a.shape, matvec=lambda v: (a32 @ v.astype(np.float32)).astype(np.float64), dtype=np.float64
+    )
     with _one_blas_thread():
-        if a.shape[0] <= 2:
-            return float(np.linalg.eigvalsh(a)[-1])
-        return float(eigsh(a, k=1, which="LA", v0=start, tol=1e-8, return_eigenvectors=False)[0])
+        return float(eigsh(operator, k=1, which="LA", v0=start, tol=1e-6, return_eigenvectors=False)[0])
 
 
 def _regularised_lda(s_w: Tensor, means: Tensor, shrinkage: float | None) -> tuple[Tensor, Tensor, float]:
@@ -562,14 +649,18 @@ def _regularised_lda(s_w: Tensor, means: Tensor, shrinkage: float | None) -> tup
     eigenproblem, and gives exactly what SFDA's reference code computes with all the eigenvectors.
     """
     d = s_w.shape[0]
+    mean_variance = float(torch.trace(s_w)) / d
     if shrinkage is None:
-        shrinkage = max(math.exp(-5 * _largest_eigenvalue(s_w)), 1e-10)
+        largest = _largest_eigenvalue(s_w) if mean_variance > 0 else 0.0
+        shrinkage = max(math.exp(-5 * largest), 1e-10)
     shrunk = (1 - shrinkage) * s_w
-    shrunk.diagonal().add_(shrinkage * float(torch.trace(s_w)) / d)
+    shrunk.diagonal().add_(shrinkage * mean_variance)
     chol = _cholesky(shrunk)
     # Rank-deficient S_W (N < D) with the 1e-10 floor can fail by rounding (float32 Grams especially):
-    # add the smallest jitter, from 10 float32 machine epsilons times the mean variance.
-    jitter = 10 * torch.finfo(torch.float32).eps * max(float(torch.trace(shrunk)) / d, 1e-300)
+    # add a jitter of D float32 epsilons times the mean variance (or, with no within-class variance
+    # at all, times the mean square of the class means), growing tenfold until the factor exists.
+    scale = mean_variance if mean_variance > 0 else float(means.square().mean()) or 1.0
+    jitter = d * torch.finfo(torch.float32).eps * scale
     while chol is None:
         shrunk.diagonal().add_(jitter)
         jitter *= 10
@@ -613,37 +704,36 @@ def sfda(
     """
     checked = _check(features, labels)
     f = _maybe_reduce(checked.features, reduce, max_dim, seed)
-    f = f.to(_compute_dtype(f))
-    y, num_classes, counts = checked.labels, checked.num_classes, checked.counts.double()
-    n = f.shape[0]
-    rows = torch.arange(n, device=f.device)
+    return _sfda_from_moments(_moments(f, checked))
+
+
+def _sfda_from_moments(m: _Moments) -> float:
+    x, y, num_classes, counts = m.x, m.labels, m.num_classes, m.counts
+    n = x.shape[0]
+    rows = torch.arange(n, device=x.device)
     log_priors = torch.log(counts / n)
-    x = f - f.mean(0, keepdim=True)  # (N, D), the features' precision
-    onehot = _onehot(y, num_classes, x.dtype)
 
     # Stage 1: the discriminant on the features themselves
-    means = (onehot.T @ x).double() / counts[:, None]  # (C, D)
-    s_w = (_gram(x).double() - means.T @ (counts[:, None] * means)) / n
+    means = m.class_sums / counts[:, None]  # (C, D)
+    s_w = (m.gram - _low_rank(means, counts[:, None] * means, x.dtype)) / n
     coef, offset, shrinkage = _regularised_lda(s_w, means, None)
     probs = torch.softmax((x @ coef.to(x.dtype)).double() + offset + log_priors, dim=1)
 
     # Stage 2: ConfMix, then the discriminant again with the same shrinkage
     a = torch.softmax(probs, dim=1)[rows, y]  # softened p(y_i | x_i), (N,)
     outer = (means.sum(0, keepdim=True) - means) / (num_classes - 1)  # o_c, (C, D)
-    weights = torch.cat([onehot * a[:, None].to(x.dtype), onehot * a.square()[:, None].to(x.dtype)], dim=1)
-    weighted_sums = (weights.T @ x).double()  # (2C, D): sum_{i in c} a_i x_i and sum_{i in c} a_i^2 x_i
-    sum_a, sum_a2 = weighted_sums[:num_classes], weighted_sums[num_classes:]
-    a_per_class = onehot.double().T @ a  # sum_{i in c} a_i, (C,)
-    a2_per_class = onehot.double().T @ a.square()
+    weight = a[:, None].to(x.dtype)
+    z = x * weight  # rows a_i x_i, (N, D)
+    sum_a = _class_sums(z, y, num_classes)  # sum_{i in c} a_i x_i, (C, D)
+    sum_a2 = _class_sums(z * weight, y, num_classes)  # sum_{i in c} a_i^2 x_i
+    a_per_class = torch.zeros_like(counts).index_add_(0, y, a)  # sum_{i in c} a_i, (C,)
+    a2_per_class = torch.zeros_like(counts).index_add_(0, y, a.square())
     shift_means = (sum_a - a_per_class[:, None] * outer) / counts[:, None]  # m_c = mean_c(a u), (C, D)
-    cross = sum_a2.T @ outer  # sum_i a_i^2 x_i o_c^T, (D, D)
-    s_w_mixed = (
-        _gram(x * a[:, None].to(x.dtype)).double()
-        - cross
-        - cross.T
-        + outer.T @ (a2_per_class[:, None] * outer)
-        - shift_means.T @ (counts[:, None] * shift_means)
-    ) / n
+    # sum_i a_i^2 u_i u_i^T = Z^T Z - S^T O - O^T S + O^T diag(q) O, then minus M^T diag(n) M, with
+    # Z rows a_i x_i, S rows sum_{i in c} a_i^2 x_i, O rows o_c, M rows m_c, q_c = sum_{i in c} a_i^2
+    left = torch.cat([sum_a2, outer, shift_means])  # (3C, D)
+    right = torch.cat([-outer, a2_per_class[:, None] * outer - sum_a2, -counts[:, None] * shift_means])
+    s_w_mixed = (_gram(z).double() + _low_rank(left, right, x.dtype)) / n
     coef, offset, _ = _regularised_lda(s_w_mixed, outer + shift_means, shrinkage)
     # x'_i^T coef = o_c^T coef + a_i (x_i^T coef - o_c^T coef)
     outer_scores = (outer @ coef)[y]
@@ -804,18 +894,23 @@ def estimate_all(
     the source head's logits are given (otherwise they appear in ``.skipped`` with the reason)."""
     checked = _check(features, labels)  # fail once, early, with the input error
     f, y = checked.features, labels
-    scores = {
-        "logme": logme(f, y),
-        "hscore": hscore(f, y, seed=seed),
-        "sfda": sfda(f, y, seed=seed),
-        "knn_accuracy": knn_accuracy(f, y),
-        "linear_probe_accuracy": linear_probe_accuracy(f, y, seed=seed),
-    }
+    n, d = f.shape
+    if n >= 2 * d:  # nothing is cut to principal components: one Gram product serves all three
+        shared = _moments(f, checked)
+        scores = {
+            "logme": _logme_from_moments(shared).score,
+            "hscore": _hscore_from_moments(shared),
+            "sfda": _sfda_from_moments(shared),
+        }
+    else:
+        scores = {"logme": logme(f, y), "hscore": hscore(f, y, seed=seed), "sfda": sfda(f, y, seed=seed)}
+    scores["knn_accuracy"] = knn_accuracy(f, y)
+    scores["linear_probe_accuracy"] = linear_probe_accuracy(f, y, seed=seed)
     skipped: dict[str, str] = {}
     if source_logits is None:
         reason = "no source_logits: the model has no classifier head to read"
         skipped = {"leep": reason, "nce": reason}
     else:
-        scores["leep"] = leep(source_logits, y)
-        scores["nce"] = nce(source_logits, y)
+        scores["leep"] = leep(f, y, source_logits)
+        scores["nce"] = nce(f, y, source_logits)
     return Estimates(scores, skipped)

@@ -244,6 +244,7 @@ def _plot_curve(report: ProbeReport, out_dir: Path) -> Path:
     ax.plot(groups, [c["target_linear_probe"] for c in report.curve], "s--", label="target linear probe acc.")
     if report.freeze_cut is not None:
         ax.axvline(report.freeze_cut + 0.5, color="grey", linestyle=":", label="recommended freeze cut")
+    ax.set_xticks(groups)
     ax.set_xlabel("layer group")
     ax.set_ylim(0, 1.05)
     ax.set_title(f"{report.model_id} on {report.dataset_id}", fontsize=8)

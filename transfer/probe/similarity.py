@@ -95,10 +95,16 @@ def pairwise_sq_distances(z: Tensor) -> Tensor:
     return (sq[:, None] + sq[None, :] - 2 * z @ z.T).clamp_min_(0)
 
 
-def rbf_bandwidth(sq_dists: Tensor) -> float:
-    """Median heuristic: the median squared distance between distinct rows (mean of the non-zero
-    ones if half the pairs coincide; 1 if every row is equal). The kernel is exp(-d^2 / (2 h))."""
+def rbf_bandwidth(sq_dists: Tensor, max_rows: int = 1000) -> float:
+    """Median heuristic: the median squared distance h between distinct rows; the kernel is
+    exp(-d^2 / (2 h)). Beyond ``max_rows`` rows, the median is taken over the pairs among evenly
+    spaced rows (deterministic, and spread over both sets when they are stacked). Falls back to the
+    mean of the non-zero squared distances when most pairs coincide, and to 1 when all do."""
     n = sq_dists.shape[0]
+    if n > max_rows:
+        rows = torch.linspace(0, n - 1, max_rows, device=sq_dists.device).round().long()
+        sq_dists = sq_dists[rows][:, rows]
+        n = max_rows
     iu = torch.triu_indices(n, n, offset=1, device=sq_dists.device)
     pairs = sq_dists[iu[0], iu[1]]
     median = float(pairs.median()) if pairs.numel() else 0.0
