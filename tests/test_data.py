@@ -7,6 +7,7 @@ own MNIST reader), not from the code under test.
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 from pathlib import Path
 
@@ -387,3 +388,21 @@ def test_unknown_spec_lists_builtins(tmp_path: Path) -> None:
         load_dataset("imagenet-42")
     with pytest.raises(DataError):
         load_dataset(str(tmp_path / "missing"))
+
+
+def test_croissant_distribution_download_fails_clearly_offline(tmp_path, monkeypatch) -> None:
+    """The real download path exists; without a network it stops with one sentence saying what to do."""
+    from transfer.data import croissant
+
+    monkeypatch.setattr(croissant, "CACHE", tmp_path)
+    monkeypatch.setattr(croissant, "TIMEOUT_S", 3)
+    meta = {"@type": "sc:Dataset", "name": "tiny", "distribution": [
+        {"@type": "cr:FileObject", "name": "imgs", "contentUrl": "https://example.invalid/tiny.zip",
+         "encodingFormat": "application/zip", "sha256": "0" * 64}]}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"cannot download https://example\.invalid/tiny\.zip"):
+        load_dataset(f"croissant:{path}")
+    fixture = Path(__file__).resolve().parents[2] / "shared/fixtures/croissant/fashion-mnist.json"
+    with pytest.raises(DataError, match="git\\+https repository"):
+        load_dataset(f"croissant:{fixture}")

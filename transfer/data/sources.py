@@ -416,6 +416,10 @@ def load_dataset(spec: str) -> ImageDataset:
         return replace(load_idx_folder(rest), source=f"idx:{Path(rest).expanduser().resolve()}")
     if kind == "imagefolder" and rest:
         return replace(load_image_folder(rest), source=f"imagefolder:{Path(rest).expanduser().resolve()}")
+    if kind == "croissant" and rest:
+        from transfer.data.croissant import load_croissant
+
+        return replace(load_croissant(rest), source=f"croissant:{Path(rest).expanduser().resolve()}")
     if kind == "torchvision" and rest:
         dataset, _, root = rest.partition(":")
         if not root:
