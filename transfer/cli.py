@@ -578,9 +578,20 @@ def finetune(
         overrides = _parse_params(set_)
         if epochs is not None:
             overrides["epochs"] = epochs
-        chosen = settings_for(settings, **overrides)
         source_id = store.resolve(source, (Label.MODEL,))[1]
         target_id = store.resolve(target, (Label.DATASET,))[1]
+        if settings == "auto":
+            from transfer.finetune.settings import with_changes
+            from transfer.policy import inputs_from_graph, recommend_settings
+
+            chosen, decisions = recommend_settings(
+                inputs_from_graph(store, source_id, target_id, epochs=overrides.pop("epochs", 5))
+            )
+            chosen = with_changes(chosen, **overrides) if overrides else chosen
+            for d in decisions:
+                console.print(f"auto: {d.setting} = {d.value}: {d.reason}", style="cyan")
+        else:
+            chosen = settings_for(settings, **overrides)
         record = ModelRecord.from_properties(store.node(Label.MODEL, source_id))
         with err_console.status(f"rebuilding {target_id}"):
             target_ds = materialise(store, target_id)

@@ -26,6 +26,7 @@ report can say *why* ("freeze through group 2: the shift is semantic, generality
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,3 +185,41 @@ def recommend_settings(p: PolicyInputs) -> tuple[FinetuneSettings, list[Decision
     ]
     values = {d.setting: d.value for d in decisions if d.setting != "normalisation"}
     return settings_for("auto", epochs=p.epochs, **values), decisions
+
+
+def inputs_from_graph(
+    store: Any,
+    source_id: str,
+    target_id: str,
+    epochs: int = 5,
+    compatibility: float | None = None,
+    uncertainty: float | None = None,
+) -> PolicyInputs:
+    """The policy's inputs for a pair, read from the graph: the source's record, the target's profile,
+    and the latest probe (shift type and generality turning point); compatibility from the scorer when
+    the caller has it."""
+    from ontology.vocab import Label
+
+    model = store.node(Label.MODEL, source_id) or {}
+    data = store.node(Label.DATASET, target_id) or {}
+    rows = store.query(
+        "MATCH (:Model {id: $s})-[r:SCORED_ON]->(:Dataset {id: $t}) WHERE r.kind = $k "
+        "RETURN r.extra AS extra",
+        {"s": source_id, "t": target_id, "k": "shift_type"},
+    )
+    extra = json.loads(rows[0]["extra"]) if rows and rows[0]["extra"] else {}
+    train = (data.get("split_counts") or {}).get("train", data.get("n_samples"))
+    return PolicyInputs(
+        n_groups=len(model.get("layer_groups") or []) or 2,
+        shift_type=extra.get("type"),
+        curve_turning_point=extra.get("freeze_cut"),
+        compatibility=compatibility,
+        uncertainty=uncertainty,
+        target_imbalance=data.get("imbalance"),
+        target_train_size=train,
+        source_resolution=(model.get("input_size") or [None, None])[1],
+        target_resolution=(data.get("image_size") or [None])[0],
+        source_mean=tuple(model.get("mean") or ()),
+        source_std=tuple(model.get("std") or ()),
+        epochs=epochs,
+    )
