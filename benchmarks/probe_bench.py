@@ -3,7 +3,9 @@
 Workload: 10,000 x 2,048 float32 features with 100 classes (a ResNet-50 penultimate layer on a
 mid-sized target set), class-structured so the fixed points and shrinkages behave as on real data.
 Prints one markdown table (best of ``--repeats`` wall-clock runs, after one warm-up) with the
-machine beside it; writes nothing.
+machine and its load average beside it; writes nothing. The first row times one N x D^2 Gram
+product, the floor under all three, so figures from a busy shared machine can be read relative
+to it.
 
     .venv/bin/python benchmarks/probe_bench.py [--samples 10000] [--dims 2048] [--classes 100]
 """
@@ -18,16 +20,35 @@ from collections.abc import Callable
 
 import torch
 
-from transfer.probe.estimators import hscore, logme, sfda
+from transfer.probe.estimators import _gram, hscore, logme, sfda
 
 
 def make_features(samples: int, dims: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Non-negative, non-centred, class-structured float32 features, like pooled ReLU activations."""
     generator = torch.Generator().manual_seed(seed)
     labels = torch.arange(samples) % classes
-    centres = torch.randn(classes, dims, generator=generator) * 0.5
+    centres = torch.randn(classes, dims, generator=generator) * 0.1
     features = torch.relu(centres[labels] + torch.randn(samples, dims, generator=generator))
     return features.float(), labels
+
+
+def processor_name() -> str:
+    """``platform.processor()``, or on Linux (where it is often empty) the CPU model from /proc/cpuinfo."""
+    name = platform.processor()
+    if name and name != platform.machine():
+        return name
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return name or platform.machine()
+
+
+def load_average() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 def best_time(fn: Callable[[], float], repeats: int) -> tuple[float, float]:
@@ -50,15 +71,16 @@ def main() -> None:
 
     features, labels = make_features(args.samples, args.dims, args.classes)
     runs = {
+        # the floor: every D x D estimator needs at least one N x D^2 product (SFDA needs two)
+        "reference: one Gram product F^T F": lambda: float(_gram(features)[0, 0]),
         "LogME": lambda: logme(features, labels),
         "SFDA": lambda: sfda(features, labels),
         "H-score (shrinkage)": lambda: hscore(features, labels),
     }
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}, "
-        f"load average {load:.2f} at start"
+        f"Machine: {processor_name()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), Python {platform.python_version()}, "
+        f"load average {load_average():.2f} at start"
     )
     print(f"Workload: {args.samples} x {args.dims} float32 features, {args.classes} classes, CPU\n")
     print(f"| estimator | best of {args.repeats} (s) | score |")
@@ -66,6 +88,7 @@ def main() -> None:
     for name, fn in runs.items():
         seconds, value = best_time(fn, args.repeats)
         print(f"| {name} | {seconds:.2f} | {value:.4f} |")
+    print(f"\nLoad average {load_average():.2f} at the end (other processes share these cores).")
 
 
 if __name__ == "__main__":

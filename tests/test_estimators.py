@@ -114,7 +114,7 @@ def test_leep_matches_its_definition_written_with_loops() -> None:
     expected = 0.0
     for i in range(n):
         expected += math.log(sum(conditional[y[i], z] * theta[i, z] for z in range(num_source))) / n
-    assert leep(logits, labels) == pytest.approx(expected, rel=1e-12)
+    assert leep(None, labels, logits) == pytest.approx(expected, rel=1e-12)
 
 
 def test_nce_matches_count_based_conditional_entropy() -> None:
@@ -125,8 +125,8 @@ def test_nce_matches_count_based_conditional_entropy() -> None:
     y = labels.tolist()
     pairs, source_counts = Counter(zip(y, z, strict=True)), Counter(z)
     entropy = -sum(count / 120 * math.log(count / source_counts[zz]) for (_, zz), count in pairs.items())
-    assert nce(logits, labels) == pytest.approx(-entropy, rel=1e-12)
-    assert nce(logits, labels) <= 0
+    assert nce(None, labels, logits) == pytest.approx(-entropy, rel=1e-12)
+    assert nce(None, labels, logits) <= 0
 
 
 def test_leep_and_nce_prefer_an_informative_source_head() -> None:
@@ -135,8 +135,8 @@ def test_leep_and_nce_prefer_an_informative_source_head() -> None:
     noise = torch.randn(300, 10, generator=generator, dtype=torch.float64)
     informative = torch.nn.functional.one_hot(labels, 10).double() * 4 + noise
     random = torch.randn(300, 10, generator=generator)
-    assert leep(informative, labels) > leep(random, labels)
-    assert nce(informative, labels) > nce(random, labels)
+    assert leep(None, labels, informative) > leep(None, labels, random)
+    assert nce(None, labels, informative) > nce(None, labels, random)
 
 
 # ------------------------------------------------------------------------------------------- H-score
@@ -215,6 +215,7 @@ def test_sfda_matches_generalised_eigenproblem_reference(fisher_space_only: bool
     features = features * 0.3  # small within-class scatter, so the adaptive shrinkage is not negligible
     expected = sfda_reference(features.numpy(), labels.numpy(), fisher_space_only)
     assert sfda(features, labels) == pytest.approx(expected, rel=1e-8)
+    assert sfda(features.float(), labels) == pytest.approx(expected, rel=1e-4)  # float32 Gram products
 
 
 # ------------------------------------------------------------------------------------------ k-NN, probe
@@ -316,6 +317,19 @@ def test_reduce_dim_matches_pca_and_is_seeded() -> None:
     assert first.shape == (1100, 16) and torch.equal(first, second)
 
 
+@pytest.mark.parametrize("value", [0.0, 3.0], ids=["zero", "constant"])
+def test_features_that_carry_no_information_give_chance_scores(value: float) -> None:
+    labels = torch.arange(60) % 3
+    features = torch.full((60, 8), value)
+    noise_evidence = 0.5 * math.log(3) - 0.5 - 0.5 * math.log(2 * math.pi)
+    if value == 0.0:
+        assert logme(features, labels) == pytest.approx(noise_evidence)
+    assert math.isfinite(logme(features, labels))
+    assert hscore(features, labels) == 0.0
+    assert sfda(features, labels) == pytest.approx(1 / 3)
+    assert linear_probe_accuracy(features, labels) == pytest.approx(1 / 3)
+
+
 # ------------------------------------------------------------------------------------------ all, errors
 
 
@@ -356,9 +370,9 @@ def test_bad_input_raises_one_clear_probe_error(estimator, features, labels, mes
 @pytest.mark.parametrize("estimator", [leep, nce])
 def test_leep_and_nce_without_the_source_head_say_what_is_missing(estimator) -> None:
     with pytest.raises(ProbeError, match=r"needs the source model's classifier head"):
-        estimator(None, torch.tensor([0, 1, 0, 1]))
+        estimator(torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))
     with pytest.raises(ProbeError, match="NaN or infinite"):
-        estimator(torch.full((4, 3), float("nan")), torch.tensor([0, 1, 0, 1]))
+        estimator(None, torch.tensor([0, 1, 0, 1]), source_logits=torch.full((4, 3), math.nan))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
