@@ -243,7 +243,7 @@ def domain_classifier_auc(
     )
 
 
-def label_shift(prior_a: Mapping[str, int], prior_b: Mapping[str, int]) -> dict[str, float | list[str]]:
+def label_shift(prior_a: Mapping[str, int], prior_b: Mapping[str, int]) -> dict[str, float | int | list[str]]:
     """How far apart two label distributions are, from class counts (or weights) by class name.
 
     Over the union of the two label sets (a class missing on one side has probability 0 there):
