@@ -643,6 +643,110 @@ def finetune(
     )
 
 
+@import_app.command("transfergraph")
+def import_transfergraph(
+    ctx: typer.Context,
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder with TransferGraph's records.csv, model_config_dataset.csv "
+            "and target_dataset_features.csv."
+        ),
+    ],
+) -> None:
+    """Load the published TransferGraph fine-tuning records (models, targets, outcomes) into the graph."""
+    from gnn.transfergraph import transfergraph_batch
+
+    with store_from(ctx) as store:
+        stats = store.apply(transfergraph_batch(folder))
+    console.print(
+        f"TransferGraph: {stats.nodes_created:,} nodes and {stats.edges_created:,} relationships created"
+    )
+
+
+gnn_app = typer.Typer(help="The graph scorer.", no_args_is_help=True)
+app.add_typer(gnn_app, name="gnn")
+
+
+@gnn_app.command("train")
+def gnn_train(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="Where the scorer's weights go.")] = Path(".kgraft/scorers"),
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Train the GNN scorer on every recorded outcome and record it as a Model (kind gnn-scorer)."""
+    from gnn.train import train_scorer
+
+    with store_from(ctx) as store, err_console.status("training the scorer"):
+        info = train_scorer(store, out, seed=seed)
+    console.print(
+        f"scorer {info.id} (version {info.version}) trained on {info.n_outcomes:,} outcomes: {info.message}"
+    )
+
+
+@gnn_app.command("eval")
+def gnn_eval(ctx: typer.Context, seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
+    """Leave-one-target-out evaluation: per held-out target, Pearson r and weighted Kendall tau between
+    predicted and recorded accuracy, for the GNN and the baselines (full study: benchmarks/gnn_eval.py)."""
+    from gnn.builder import build_hetero
+    from gnn.evaluate import loto
+
+    with store_from(ctx, read_only=True) as store, err_console.status("leave-one-target-out evaluation"):
+        data, maps = build_hetero(store)
+        result = loto(data, names=maps.ids["dataset"], seed=seed)
+    rows = []
+    for method in result.methods:
+        r, tau, n = result.mean(method)
+        rows.append(
+            {
+                "method": method,
+                "mean Pearson r": f"{r:.3f}",
+                "mean weighted tau": f"{tau:.3f}",
+                "targets": str(n),
+            }
+        )
+    from transfer.render import rows_table
+
+    console.print(rows_table(rows))
+    for note in result.notes:
+        console.print(f"note: {note}", style="yellow")
+
+
+@app.command()
+def recommend(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="Target dataset (id or name).")],
+    top: Annotated[int, typer.Option(help="How many sources to list.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Rank source models for a target: compatibility with its uncertainty, shift risk and bias risk."""
+    from dataclasses import asdict
+
+    from gnn.scores import recommend as rank
+    from transfer.render import rows_table
+
+    with store_from(ctx, read_only=True) as store:
+        recs = rank(store, dataset, top=top)
+    if as_json:
+        print(json.dumps([asdict(r) for r in recs], indent=2, default=str))
+        return
+    console.print(
+        rows_table(
+            [
+                {
+                    "rank": r.rank,
+                    "model": r.model_id,
+                    "compatibility": f"{r.compatibility:.3f} ± {r.uncertainty:.3f}",
+                    "shift risk": f"{r.shift_risk:.2f}",
+                    "bias risk": f"{r.bias_risk:.2f}",
+                    "basis": r.basis,
+                }
+                for r in recs
+            ]
+        )
+    )
+
+
 def main() -> None:
     """Entry point of the ``kgraft`` command."""
     app()

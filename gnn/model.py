@@ -1,0 +1,295 @@
+"""The heterogeneous GNN that scores (source model, target dataset) pairs.
+
+Read top to bottom: standardise node features, encode each node type, run ``layers`` rounds of typed
+message passing, then score pairs with a head that also attends over the source's recorded outcomes.
+
+Message passing (one ``HeteroLayer``; h_t [N_t, H] for every node type t):
+
+    h'_t = LayerNorm(h_t + Dropout(ReLU(S_t(h) + A_t(h))))
+
+* ``S`` (structural edges, ``STRUCTURAL_MP``): ``conv="sage"``: sum over edge types r of SAGEConv
+  (W_1 x_i + W_2 mean_{j in N_r(i)} x_j); ``conv="hgt"``: one HGTConv (type-specific attention).
+* ``A`` (attributed edges: SCORED_ON measurements and visible outcomes, both directions): sum over
+  edge types of ``EdgeSAGEConv``: W_root x_i + W_out mean_j ReLU(W_src x_j + W_edge e_ji). An
+  outcome edge carries e = [z, q, 1]: z the accuracy standardised within its target, q its
+  percentile there; the caller decides which outcomes are visible, so held-out ones never reach the
+  embeddings.
+
+Pair head, for P pairs (m_p, d_p) with pair features f_p [P, F] (``builder.PairContext``):
+
+    w_e   = softmax_e(<Q h_{d_p}, K h_{d'}> / sqrt(A)) over the source's visible outcomes e = (m_p, d')
+    r_p   = [sum w_e z_e, sum w_e q_e, mean z, mean q, min z, max z, std z, log(1 + n), 1[n > 0]]   [P, 9]
+    z_hat = MLP([h_{m_p} || h_{d_p} || h_{m_p} * h_{d_p} || f_p || r_p]) + b * r_p[0]               [P]
+
+(``residual``: the head starts from the attended history, b a learned scalar initialised to 1, and
+learns corrections to it.)
+
+``r_p`` is a PNA-style multi-aggregation readout of the source's outcome edges: the attention lets a
+target draw on the source's results on similar targets (a learned, target-conditioned version of
+"how good is this model elsewhere"), the plain statistics give the head the robust summaries.
+
+Self-supervised link decoder (DistMult), per structural relation r with vector w_r [H]:
+``logit(s, r, d) = sum(h_s * w_r * h_d)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import HeteroConv, HGTConv, MessagePassing, SAGEConv
+from torch_geometric.utils import scatter, softmax
+
+from gnn.builder import (
+    FEATURE_DIMS,
+    NODE_TYPES,
+    PAIR_FEATURES,
+    REV_SCORED,
+    SCORED,
+    SCORED_ATTR_DIM,
+    STRUCTURAL,
+    reverse,
+)
+
+EdgeType = tuple[str, str, str]
+
+STRUCTURAL_MP: tuple[EdgeType, ...] = tuple(
+    et for src, rel, dst, _ in STRUCTURAL for et in ((src, rel, dst), reverse((src, rel, dst)))
+)
+"""Structural message-passing edge types (forward and reverse)."""
+STRUCTURAL_FORWARD: tuple[EdgeType, ...] = tuple((src, rel, dst) for src, rel, dst, _ in STRUCTURAL)
+"""Forward structural edge types: the self-supervised link-prediction targets."""
+OUTCOME_MP: EdgeType = ("model", "outcome", "dataset")
+REV_OUTCOME_MP: EdgeType = ("dataset", "rev_outcome", "model")
+OUTCOME_ATTR_DIM = 3
+HISTORY_FEATURES = 9
+ATTRIBUTED_MP: dict[EdgeType, int] = {
+    SCORED: SCORED_ATTR_DIM,
+    REV_SCORED: SCORED_ATTR_DIM,
+    OUTCOME_MP: OUTCOME_ATTR_DIM,
+    REV_OUTCOME_MP: OUTCOME_ATTR_DIM,
+}
+"""Attributed message-passing edge types and their edge-feature widths."""
+
+
+@dataclass(frozen=True)
+class GnnConfig:
+    """Architecture of the scorer (saved with every checkpoint)."""
+
+    conv: str = "sage"
+    """``"sage"`` (HeteroConv of SAGEConv) or ``"hgt"`` (HGTConv) for the structural edges."""
+    hidden: int = 48
+    layers: int = 2
+    heads: int = 2
+    """HGT attention heads (``conv="hgt"`` only)."""
+    dropout: float = 0.1
+    attention_dim: int = 16
+    history: bool = True
+    """Whether the pair head attends over the source's visible outcomes."""
+    residual: bool = True
+    """Whether the head predicts a correction to the attended history z (``prior_weight`` * a_p)."""
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON-ready)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> GnnConfig:
+        """The config from ``to_dict`` output (unknown keys ignored)."""
+        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+
+class EdgeSAGEConv(MessagePassing):
+    """x'_i = W_root x_i + W_out mean_{j in N(i)} ReLU(W_src x_j + W_edge e_ji).
+
+    A two-layer message MLP whose second layer is applied after the (linear) mean, and whose first
+    layer is applied to nodes before the gather: the same function, a third of the per-edge work.
+    Shapes: x = (x_src [N_s, H], x_dst [N_d, H]), edge_index [2, E], edge_attr [E, F_e] -> [N_d, H].
+    """
+
+    def __init__(self, channels: int, edge_dim: int) -> None:
+        super().__init__(aggr="mean")
+        self.root = nn.Linear(channels, channels)
+        self.source = nn.Linear(channels, channels)
+        self.edge = nn.Linear(edge_dim, channels, bias=False)
+        self.out = nn.Linear(channels, channels, bias=False)
+
+    def forward(self, x: tuple[Tensor, Tensor], edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        x_src, x_dst = x
+        mean = self.propagate(
+            edge_index,
+            x=(self.source(x_src), x_dst),
+            edge_attr=self.edge(edge_attr),
+            size=(len(x_src), len(x_dst)),
+        )
+        return self.out(mean) + self.root(x_dst)
+
+    def message(self, x_j: Tensor, edge_attr: Tensor) -> Tensor:
+        return torch.relu(x_j + edge_attr)
+
+
+class HeteroLayer(nn.Module):
+    """One round of typed message passing with a residual connection (see the module docstring)."""
+
+    def __init__(self, config: GnnConfig) -> None:
+        super().__init__()
+        h = config.hidden
+        self.conv = config.conv
+        if config.conv == "sage":
+            self.structural: nn.Module = HeteroConv(
+                {et: SAGEConv((h, h), h, aggr="mean") for et in STRUCTURAL_MP}, aggr="sum"
+            )
+        elif config.conv == "hgt":
+            self.structural = HGTConv(h, h, (list(NODE_TYPES), list(STRUCTURAL_MP)), heads=config.heads)
+        else:
+            raise ValueError(f"unknown conv {config.conv!r}; use 'sage' or 'hgt'.")
+        self.attributed = HeteroConv(
+            {et: EdgeSAGEConv(h, dim) for et, dim in ATTRIBUTED_MP.items()}, aggr="sum"
+        )
+        self.norm = nn.ModuleDict({nt: nn.LayerNorm(h) for nt in NODE_TYPES})
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self, h: dict[str, Tensor], edge_index: dict[EdgeType, Tensor], edge_attr: dict[EdgeType, Tensor]
+    ) -> dict[str, Tensor]:
+        structural = {et: edge_index[et] for et in STRUCTURAL_MP if edge_index[et].shape[1] > 0}
+        attributed = {et: edge_index[et] for et in ATTRIBUTED_MP if edge_index[et].shape[1] > 0}
+        present = {nt: x for nt, x in h.items() if len(x) > 0}
+        messages: dict[str, Tensor] = {}
+        if structural:
+            if self.conv == "hgt":
+                used = {nt for et in structural for nt in (et[0], et[2])}
+                out = self.structural({nt: present[nt] for nt in used}, structural)
+            else:
+                out = self.structural(present, structural)
+            messages = {nt: v for nt, v in out.items() if v is not None}
+        if attributed:
+            out = self.attributed(
+                present, attributed, edge_attr_dict={et: edge_attr[et] for et in attributed}
+            )
+            for nt, v in out.items():
+                messages[nt] = messages[nt] + v if nt in messages else v
+        new = {}
+        for nt, x in h.items():
+            update = messages.get(nt)
+            y = x if update is None else x + self.dropout(torch.relu(update))
+            new[nt] = self.norm[nt](y)
+        return new
+
+
+class TransferGNN(nn.Module):
+    """Encoders, ``layers`` HeteroLayers, a DistMult link decoder and the pair head."""
+
+    def __init__(self, config: GnnConfig) -> None:
+        super().__init__()
+        self.config = config
+        h = config.hidden
+        for nt in NODE_TYPES:
+            self.register_buffer(f"x_mean_{nt}", torch.zeros(FEATURE_DIMS[nt]))
+            self.register_buffer(f"x_std_{nt}", torch.ones(FEATURE_DIMS[nt]))
+        self.encoders = nn.ModuleDict({nt: nn.Linear(FEATURE_DIMS[nt], h) for nt in NODE_TYPES})
+        self.layers = nn.ModuleList([HeteroLayer(config) for _ in range(config.layers)])
+        self.relation = nn.Parameter(torch.randn(len(STRUCTURAL_FORWARD), h) * 0.1)
+        self.query = nn.Linear(h, config.attention_dim)
+        self.key = nn.Linear(h, config.attention_dim)
+        self.prior_weight = nn.Parameter(torch.ones(()))
+        self.head = nn.Sequential(
+            nn.Linear(3 * h + len(PAIR_FEATURES) + HISTORY_FEATURES, h),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(h, h // 2),
+            nn.ReLU(),
+            nn.Linear(h // 2, 1),
+        )
+
+    # -- features ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def set_normalisation(self, x_dict: dict[str, Tensor]) -> None:
+        """Store per-column mean / std of the training graph's features (used at every forward)."""
+        for nt in NODE_TYPES:
+            x = x_dict[nt]
+            if len(x) == 0:
+                continue
+            mean, std = x.mean(0), x.std(0, unbiased=False)
+            getattr(self, f"x_mean_{nt}").copy_(mean)
+            getattr(self, f"x_std_{nt}").copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def embed(
+        self,
+        x_dict: dict[str, Tensor],
+        edge_index: dict[EdgeType, Tensor],
+        edge_attr: dict[EdgeType, Tensor],
+    ) -> dict[str, Tensor]:
+        """Node embeddings {type: [N_t, H]} after message passing over the given edges."""
+        h = {}
+        for nt in NODE_TYPES:
+            x = (x_dict[nt] - getattr(self, f"x_mean_{nt}")) / getattr(self, f"x_std_{nt}")
+            h[nt] = torch.relu(self.encoders[nt](x))
+        for layer in self.layers:
+            h = layer(h, edge_index, edge_attr)
+        return h
+
+    # -- decoders ---------------------------------------------------------------------------
+    def link_logits(self, h: dict[str, Tensor], relation: int, src: Tensor, dst: Tensor) -> Tensor:
+        """DistMult logits [P] for structural relation ``STRUCTURAL_FORWARD[relation]``."""
+        s, _, d = STRUCTURAL_FORWARD[relation]
+        return (h[s][src] * self.relation[relation] * h[d][dst]).sum(-1)
+
+    def history(
+        self, h: dict[str, Tensor], src: Tensor, dst: Tensor, visible: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """[P, 9] history readout (see the module docstring) and (pair, edge, weight) [K] of the
+        attention, for explanations. ``visible`` = (model rows, dataset rows, z, q), each [E]."""
+        vis_src, vis_dst, vis_z, vis_q = visible
+        n_pairs, n_models = len(src), len(h["model"])
+        if len(vis_src) == 0 or not self.config.history:
+            empty = torch.zeros(0, dtype=torch.long)
+            return torch.zeros(n_pairs, HISTORY_FEATURES), (empty, empty, torch.zeros(0))
+        order = torch.argsort(vis_src, stable=True)
+        degree = torch.bincount(vis_src, minlength=n_models)
+        start = torch.cumsum(degree, 0) - degree
+        counts = degree[src]
+        pair = torch.repeat_interleave(torch.arange(n_pairs), counts)
+        offset = torch.cumsum(counts, 0) - counts
+        edge = order[start[src][pair] + torch.arange(len(pair)) - offset[pair]]
+        q = self.query(h["dataset"][dst])[pair]
+        k = self.key(h["dataset"][vis_dst[edge]])
+        weight = softmax((q * k).sum(-1) / math.sqrt(self.config.attention_dim), pair, num_nodes=n_pairs)
+        z, pct = vis_z[edge], vis_q[edge]
+
+        def pool(values: Tensor, reduce: str) -> Tensor:
+            return scatter(values, pair, dim=0, dim_size=n_pairs, reduce=reduce)
+
+        mean = pool(z, "mean")
+        std = torch.sqrt(torch.clamp(pool(z * z, "mean") - mean**2, min=0.0) + 1e-6)
+        readout = [
+            pool(weight * z, "sum"),
+            pool(weight * pct, "sum"),
+            mean,
+            pool(pct, "mean"),
+            pool(z, "min"),
+            pool(z, "max"),
+            std,
+            torch.log1p(counts.float()),
+            (counts > 0).float(),
+        ]
+        return torch.stack(readout, dim=1), (pair, edge, weight)
+
+    def pair_scores(
+        self,
+        h: dict[str, Tensor],
+        src: Tensor,
+        dst: Tensor,
+        pair_x: Tensor,
+        visible: tuple[Tensor, ...],
+    ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """Predicted within-target z [P] for model rows ``src`` and dataset rows ``dst``, and the
+        history attention (see ``history``)."""
+        hm, hd = h["model"][src], h["dataset"][dst]
+        hist, attention = self.history(h, src, dst, visible)
+        z = self.head(torch.cat([hm, hd, hm * hd, pair_x, hist], dim=-1)).squeeze(-1)
+        if self.config.residual:
+            z = z + self.prior_weight * hist[:, 0]  # start from the attended history; learn corrections
+        return z, attention

@@ -1,0 +1,222 @@
+"""Import the public TransferGraph image-classification records as graph nodes and outcomes.
+
+The folder (``resources/experiments/image_classification`` of zLizy/transfergraph, ICDE 2024) holds:
+
+* ``model_config_dataset.csv``: one row per Hugging Face model: architecture, pretraining dataset,
+  number of labels, reported accuracy, model type, number of parameters.
+* ``records.csv``: one row per fine-tuning run: model x target dataset -> ``test_accuracy``, with the
+  run's epochs, batch size and learning rate.
+* ``target_dataset_features.csv``: each target's size and number of classes (not every target of
+  ``records.csv`` is listed; those get a Dataset node without size).
+
+What the batch holds:
+
+====================================  =============================================================
+element                               from
+====================================  =============================================================
+``Model hf:{name}``                   a config row: architecture (first of ``architectures``),
+                                      ``num_params``, ``num_classes`` (``#labels``), ``input_size``
+                                      [3, s, s], ``metrics`` {"reported_accuracy"}, ``extra``
+                                      {"model_type", ...}, ``source`` "transfergraph"
+``Dataset transfergraph:{name}``      a pretraining dataset (config ``dataset``) or a target; one node
+                                      when a dataset is both (eurosat, cifar100, food101, ...)
+``TRAINED_ON`` Model -> Dataset       the model's pretraining dataset
+``TRANSFERRED_TO`` Model -> Dataset   a records row: ``accuracy`` = ``test_accuracy``, ``activity``
+                                      "transfergraph:{row index}", ``preset`` "transfergraph",
+                                      ``extra`` {epochs, batch_size, lr, eval_accuracy, ...}
+====================================  =============================================================
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+from kg.batch import GraphBatch
+from kg.errors import InvalidRecord
+from ontology.vocab import Label, Rel
+
+MODEL_FILE = "model_config_dataset.csv"
+RECORDS_FILE = "records.csv"
+TARGETS_FILE = "target_dataset_features.csv"
+SOURCE = "transfergraph"
+
+_MODEL_COLUMNS = (
+    "model",
+    "architectures",
+    "dataset",
+    "#labels",
+    "accuracy",
+    "model_type",
+    "number_of_parameters",
+)
+_RECORD_COLUMNS = ("model", "finetuned_dataset", "epochs", "batch_size", "lr", "test_accuracy")
+_TARGET_COLUMNS = ("target_dataset", "size", "number_of_classes")
+
+
+def model_id(name: str) -> str:
+    """The Model id of a Hugging Face model name."""
+    return f"hf:{name}"
+
+
+def dataset_id(name: str) -> str:
+    """The Dataset id of a TransferGraph dataset name (pretraining or target)."""
+    return f"{SOURCE}:{name}"
+
+
+def _read(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise InvalidRecord(f"{path} is missing; a TransferGraph folder holds {MODEL_FILE} and more.")
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidRecord(f"cannot read {path}: {exc}.") from None
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InvalidRecord(f"{path.name} lacks the column(s) {', '.join(missing)}.")
+    return rows
+
+
+def _number(value: str, where: str, *, required: bool = False) -> float | None:
+    text = (value or "").strip()
+    if not text:
+        if required:
+            raise InvalidRecord(f"{where} is empty.")
+        return None
+    try:
+        out = float(text)
+    except ValueError:
+        raise InvalidRecord(f"{where} must be a number, got {text!r}.") from None
+    if not math.isfinite(out):
+        raise InvalidRecord(f"{where} must be a finite number, got {text!r}.")
+    return out
+
+
+def _architecture(value: str) -> str | None:
+    """``"['ViTForImageClassification']"`` -> ``"ViTForImageClassification"``."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        parsed = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    if isinstance(parsed, list | tuple):
+        return str(parsed[0]) if parsed else None
+    return str(parsed)
+
+
+def transfergraph_batch(directory: str | Path) -> GraphBatch:
+    """The TransferGraph records under ``directory`` as one batch (see the module docstring).
+
+    Raises ``InvalidRecord`` (one sentence) for a missing file or column, a malformed number, an
+    accuracy outside [0, 1], or a run whose model is not in the model table.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InvalidRecord(f"{directory} is not a folder of TransferGraph records.")
+    models = _read(directory / MODEL_FILE, _MODEL_COLUMNS)
+    records = _read(directory / RECORDS_FILE, _RECORD_COLUMNS)
+    targets_path = directory / TARGETS_FILE
+    targets = _read(targets_path, _TARGET_COLUMNS) if targets_path.exists() else []
+    if not models:
+        raise InvalidRecord(f"{MODEL_FILE} in {directory} has no models.")
+
+    b = GraphBatch()
+    known: set[str] = set()
+    for i, row in enumerate(models, start=2):  # line numbers as an editor shows them
+        name = (row.get("model") or "").strip()
+        if not name:
+            raise InvalidRecord(f"{MODEL_FILE} line {i} has no model name.")
+        where = f"{MODEL_FILE} line {i} ({name})"
+        accuracy = _number(row.get("accuracy", ""), f"{where}: accuracy")
+        num_params = _number(row.get("number_of_parameters", ""), f"{where}: number_of_parameters")
+        labels = _number(row.get("#labels", ""), f"{where}: #labels")
+        size = _number(row.get("input_shape", ""), f"{where}: input_shape")
+        extra: dict[str, Any] = {"model_type": (row.get("model_type") or "").strip() or None}
+        for column in ("output_shape", "memory_consumption", "problem_type"):
+            value = (row.get(column) or "").strip()
+            if value:
+                extra[column] = value
+        pretrained_on = (row.get("dataset") or "").strip()
+        b.node(
+            Label.MODEL,
+            model_id(name),
+            name=name,
+            kind="classifier",
+            architecture=_architecture(row.get("architectures", "")),
+            num_params=int(num_params) if num_params is not None else None,
+            num_classes=int(labels) if labels is not None else None,
+            input_size=[3, int(size), int(size)] if size else None,
+            metrics={"reported_accuracy": accuracy} if accuracy is not None else None,
+            source=SOURCE,
+            extra={k: v for k, v in extra.items() if v is not None},
+        )
+        known.add(name)
+        if pretrained_on:
+            b.node(Label.DATASET, dataset_id(pretrained_on), name=pretrained_on, source=SOURCE)
+            b.edge(
+                Rel.TRAINED_ON,
+                (Label.MODEL, model_id(name)),
+                (Label.DATASET, dataset_id(pretrained_on)),
+                split="train",
+            )
+
+    for i, row in enumerate(targets, start=2):
+        name = (row.get("target_dataset") or "").strip()
+        if not name:
+            raise InvalidRecord(f"{TARGETS_FILE} line {i} has no target_dataset.")
+        where = f"{TARGETS_FILE} line {i} ({name})"
+        size = _number(row.get("size", ""), f"{where}: size")
+        classes = _number(row.get("number_of_classes", ""), f"{where}: number_of_classes")
+        b.node(
+            Label.DATASET,
+            dataset_id(name),
+            name=name,
+            source=SOURCE,
+            n_samples=int(size) if size is not None else None,
+            n_classes=int(classes) if classes is not None else None,
+        )
+
+    for i, row in enumerate(records, start=2):
+        name = (row.get("model") or "").strip()
+        target = (row.get("finetuned_dataset") or "").strip()
+        index = (row.get("") or "").strip() or str(i - 2)  # the unnamed first column is the row index
+        where = f"{RECORDS_FILE} line {i}"
+        if name not in known:
+            raise InvalidRecord(f"{where} names model {name!r}, which is not in {MODEL_FILE}.")
+        if not target:
+            raise InvalidRecord(f"{where} has no finetuned_dataset.")
+        accuracy = _number(row.get("test_accuracy", ""), f"{where}: test_accuracy", required=True)
+        if not 0.0 <= accuracy <= 1.0:
+            raise InvalidRecord(f"{where}: test_accuracy must lie in [0, 1], got {accuracy}.")
+        extra: dict[str, Any] = {}
+        for column in ("epochs", "batch_size"):
+            value = _number(row.get(column, ""), f"{where}: {column}")
+            if value is not None:
+                extra[column] = int(value)
+        for column in ("lr", "eval_accuracy", "elapsed_time"):
+            value = _number(row.get(column, ""), f"{where}: {column}")
+            if value is not None:
+                extra[column] = value
+        for column in ("train_slice", "val_slice", "test_slice"):
+            value = (row.get(column) or "").strip()
+            if value:
+                extra[column] = value
+        b.node(Label.DATASET, dataset_id(target), name=target, source=SOURCE)
+        b.edge(
+            Rel.TRANSFERRED_TO,
+            (Label.MODEL, model_id(name)),
+            (Label.DATASET, dataset_id(target)),
+            activity=f"{SOURCE}:{index}",
+            accuracy=accuracy,
+            preset=SOURCE,
+            extra=extra,
+        )
+    return b
