@@ -552,7 +552,10 @@ def probe(
 @app.command()
 def finetune(
     ctx: typer.Context,
-    source: Annotated[str, typer.Option(help="Source model (id or name).")],
+    source: Annotated[
+        str,
+        typer.Option(help="Source model (id or name), or auto: the best fine-tunable source the scorer ranks."),
+    ],
     target: Annotated[str, typer.Option(help="Target dataset (id or name).")],
     settings: Annotated[str, typer.Option(help="full, linear-probe, fastai or auto.")] = "fastai",
     epochs: Annotated[int | None, typer.Option(help="Total epochs (overrides the preset).")] = None,
@@ -578,14 +581,40 @@ def finetune(
         overrides = _parse_params(set_)
         if epochs is not None:
             overrides["epochs"] = epochs
-        source_id = store.resolve(source, (Label.MODEL,))[1]
         target_id = store.resolve(target, (Label.DATASET,))[1]
+        compatibility = uncertainty = None
+        if source == "auto":
+            from transfer.source_choice import choose_source
+
+            with err_console.status(f"ranking sources for {target_id}"):
+                pick = choose_source(store, target_id)
+            source_id, compatibility, uncertainty = pick.model_id, pick.compatibility, pick.uncertainty
+            console.print(f"source: {source_id}: {pick.reason()}", style="cyan")
+            for fact in pick.facts[:2]:
+                console.print(f"  {fact}", style="dim")
+            for model_id, why in pick.skipped:
+                console.print(f"  skipped {model_id}: {why}", style="dim")
+            for note in pick.notes:
+                console.print(f"note: {note}", style="yellow")
+        else:
+            source_id = store.resolve(source, (Label.MODEL,))[1]
         if settings == "auto":
             from transfer.finetune.settings import with_changes
             from transfer.policy import inputs_from_graph, recommend_settings
 
+            if source != "auto":
+                from transfer.source_choice import pair_score
+
+                compatibility, uncertainty, _ = pair_score(store, source_id, target_id)
             chosen, decisions = recommend_settings(
-                inputs_from_graph(store, source_id, target_id, epochs=overrides.pop("epochs", 5))
+                inputs_from_graph(
+                    store,
+                    source_id,
+                    target_id,
+                    epochs=overrides.pop("epochs", 5),
+                    compatibility=compatibility,
+                    uncertainty=uncertainty,
+                )
             )
             chosen = with_changes(chosen, **overrides) if overrides else chosen
             for d in decisions:
