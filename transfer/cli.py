@@ -554,7 +554,7 @@ def finetune(
     ctx: typer.Context,
     source: Annotated[
         str,
-        typer.Option(help="Source model (id or name), or auto: the best fine-tunable source the scorer ranks."),
+        typer.Option(help="Source model (id or name), or auto: the best fine-tunable one the scorer ranks."),
     ],
     target: Annotated[str, typer.Option(help="Target dataset (id or name).")],
     settings: Annotated[str, typer.Option(help="full, linear-probe, fastai or auto.")] = "fastai",
