@@ -776,6 +776,54 @@ def recommend(
     )
 
 
+@app.command()
+def report(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Option(help="Target dataset (id or name).")],
+    source: Annotated[
+        str | None, typer.Option(help="Source model (id or name); default: the best-ranked one.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder; default .kgraft/reports/TARGET.")] = None,
+    top: Annotated[int, typer.Option(help="How many ranked sources to show.")] = 10,
+    no_probe: Annotated[
+        bool, typer.Option("--no-probe", help="Do not probe an unmeasured pair; say how to instead.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report document as JSON.")] = False,
+) -> None:
+    """Write a transfer-suitability report (report.json, report.md, report.html): ranked sources, shift
+    and bias analysis of the chosen one, recommended fine-tuning settings, provenance."""
+    from ontology.vocab import Label
+    from transfer.register import slug
+    from transfer.report import write_report
+
+    with store_from(ctx) as store, _progress() as progress:
+        task = progress.add_task("report", total=None)
+        target_id = store.resolve(target, (Label.DATASET,))[1]
+        folder = out or Path(".kgraft/reports") / slug(target_id)
+        paths = write_report(
+            store,
+            target_id,
+            source,
+            out_dir=folder,
+            top=top,
+            probe_missing=not no_probe,
+            step=lambda text: progress.update(task, description=text),
+        )
+    doc = paths.document
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return
+    chosen, shift = doc["chosen_source"], doc["shift"]
+    console.print(
+        f"recommended source for {doc['target']['id']}: [bold]{chosen['id']}[/] "
+        f"(rank {chosen['rank']}, compatibility {chosen['compatibility']:.3f}); shift: "
+        f"{shift['shift_type'] or shift['status']}; {len(doc['bias']['biases'])} known bias(es) reach it"
+    )
+    for d in doc["settings"]["decisions"]:
+        console.print(f"  {d['setting']}: {d['reason']}", style="cyan", highlight=False)
+    console.print(f"report: {paths.html}\n        {paths.markdown}\n        {paths.json}")
+
+
 def main() -> None:
     """Entry point of the ``kgraft`` command."""
     app()
