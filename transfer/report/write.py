@@ -37,7 +37,10 @@ class ReportPaths:
 
 
 def _unwritable(out_dir: Path, exc: OSError) -> ReportError:
-    reason = exc.strerror or type(exc).__name__
+    reason = (exc.strerror or type(exc).__name__).lower()
+    blocker = next((p for p in out_dir.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        reason = f"{blocker} is a file, not a folder"
     return ReportError(f"cannot write the report to {out_dir}: {reason}.")
 
 
