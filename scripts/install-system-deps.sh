@@ -3,11 +3,12 @@
 #   dataset-fashion-mnist  Fashion-MNIST IDX files under /usr/share/datasets/fashion-mnist
 #   wordnet-base           WordNet 3.0 dict files under /usr/share/wordnet
 #   graphviz               `dot`, to render lineage and bias graphs
+#   chromium, fonts-dejavu-core  headless Chromium and a font, to check and screenshot the HTML report
 #   a JDK >= 17 and Maven  the local Neo4j test server (scripts/neo4j), unless already on PATH
 set -euo pipefail
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=()
-for pkg in dataset-fashion-mnist wordnet-base graphviz; do
+for pkg in dataset-fashion-mnist wordnet-base graphviz chromium fonts-dejavu-core; do
   installed "$pkg" || missing+=("$pkg")
 done
 if ! { command -v java >/dev/null && java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])'; }; then
