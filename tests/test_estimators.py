@@ -383,3 +383,42 @@ def test_cuda_tensors_give_the_cpu_scores() -> None:
     gpu = estimate_all(features.cuda(), labels.cuda(), logits.cuda())
     for name, value in cpu.items():
         assert gpu[name] == pytest.approx(value, rel=1e-6, abs=1e-6), name
+
+
+# ------------------------------------------------------------------------------- shared linear algebra
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gram_in_row_blocks_on_threads_matches_the_plain_product(dtype: torch.dtype) -> None:
+    from transfer.probe.estimators import _MIN_GRAM_ROWS, _gram
+
+    x = torch.randn(3 * _MIN_GRAM_ROWS + 5, 40, generator=torch.Generator().manual_seed(20), dtype=dtype)
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 3):  # one block; three blocks on three threads
+            torch.set_num_threads(count)
+            gram = _gram(x)
+            assert gram.dtype == dtype and torch.equal(gram, gram.T)
+            expected = x.double().T @ x.double()
+            tol = 1e-4 if dtype == torch.float32 else 1e-10
+            assert torch.allclose(gram.double(), expected, rtol=tol, atol=tol * float(expected.abs().max()))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_eigen_projection_matches_a_full_eigendecomposition(dtype: torch.dtype) -> None:
+    from transfer.probe.estimators import _eigh_project
+
+    generator = torch.Generator().manual_seed(21)
+    a = torch.randn(60, 45, generator=generator, dtype=torch.float64)
+    sym = (a.T @ a).to(dtype)  # (45, 45), distinct eigenvalues
+    rhs = torch.randn(45, 7, generator=generator, dtype=torch.float64)
+    evals, projected = _eigh_project(sym, rhs)
+    ref_evals, ref_vecs = np.linalg.eigh(sym.double().numpy())
+    ref_projected = ref_vecs.T @ rhs.numpy()
+    tol = 2e-4 if dtype == torch.float32 else 1e-9
+    assert evals.dtype == dtype and projected.shape == (45, 7)
+    assert np.allclose(evals.double().numpy(), ref_evals, rtol=tol, atol=tol * ref_evals.max())
+    # each eigenvector is defined up to its sign, so compare magnitudes
+    assert np.allclose(np.abs(projected.double().numpy()), np.abs(ref_projected), atol=tol * 50)

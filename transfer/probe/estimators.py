@@ -31,24 +31,30 @@ no cut: its evidence penalises the fit through the prior precision alpha, and it
 form of the SVD when N < D. The shrinkage H-score needs none either: the shrinkage keeps the
 covariance invertible. k-NN has nothing to fit.
 
-Precision and cost: the N x D^2 Gram products run as one symmetric rank-k update (BLAS ``syrk``)
+Precision and cost: the N x D^2 Gram products run as symmetric rank-k updates (BLAS ``syrk``)
 in the input's precision (float32 stays float32; anything else becomes float64), on centred data
-wherever the estimator centres, so float32 loses little to cancellation. LogME's eigen-decomposition
-also runs in the input's precision: the Gram matrix of float32 features is only float32-accurate
-anyway, and on 10,000 x 2,048 features a float32 decomposition moved the score by 3e-8 relative.
-Everything after that (fixed points, Cholesky factors, solves, shrinkages) is float64. On CPU the
-D x D factorisations go through SciPy's LAPACK on one thread (``_one_blas_thread``): on the shared
-2-core machine we measured, two threads made ``eigh`` of a 2,048 x 2,048 matrix 3-15x slower than
-one, and torch's MKL ``eigh`` was slower than SciPy's either way. Small iterative parts (LogME's
-fixed point, the probe's L-BFGS) run in NumPy for the same reason: many tiny steps mostly wait on
-thread synchronisation in torch. CUDA tensors stay on their device and use torch's linear
-algebra; only small arrays (LogME's (D, C) projections, the probe's parameters) visit the host.
+wherever the estimator centres, so float32 loses little to cancellation; on CPU long inputs are cut
+into row blocks, one ``syrk`` per Python thread (``_gram``). LogME's eigen-decomposition also runs
+in the input's precision: the Gram matrix of float32 features is only float32-accurate anyway, and
+on 10,000 x 2,048 features a float32 decomposition moved the score by 3e-8 relative. It never
+forms the eigenvectors on CPU: LogME needs only their products with the (D, C) right-hand side,
+which the tridiagonal reduction's reflectors give without the D^3 back-transformation
+(``_eigh_project``). Everything after that (fixed points, Cholesky factors, solves, shrinkages) is
+float64. On CPU the D x D factorisations and the (N, D) x (D, C) products go through SciPy's and
+NumPy's OpenBLAS on one thread (``_one_blas_thread``): on the shared 2-core machine we measured,
+two BLAS threads made ``eigh`` of a 2,048 x 2,048 matrix 3-15x slower than one whenever another
+process held a core, and torch's MKL was slower than OpenBLAS on these AMD CPUs either way. Small
+iterative parts (LogME's fixed point, the probe's L-BFGS) run in NumPy for the same reason: many
+tiny steps mostly wait on thread synchronisation in torch. CUDA tensors stay on their device and
+use torch's linear algebra; only small arrays (LogME's (D, C) projections, the probe's parameters)
+visit the host.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -56,7 +62,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 import torch
-from scipy.linalg import blas
+from scipy.linalg import blas, get_lapack_funcs
 from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import threadpool_limits
 from torch import Tensor
@@ -151,16 +157,42 @@ def _all_finite(x: Tensor) -> bool:
 
 
 def _gram(x: Tensor) -> Tensor:
-    """``x.T @ x`` (D, D) for ``x`` (N, D), symmetric, in x's dtype; one BLAS syrk on CPU (half a GEMM)."""
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-        a = x.detach().contiguous().numpy()
-        syrk = blas.ssyrk if x.dtype == torch.float32 else blas.dsyrk
-        # a.T is Fortran-ordered, so no copy; syrk fills the upper triangle of a zeroed matrix
-        upper = torch.from_numpy(syrk(1.0, a.T, trans=0, lower=0))
-        full = upper + upper.T
-        full.diagonal().mul_(0.5)
-        return full
-    return x.T @ x
+    """``x.T @ x`` (D, D) for ``x`` (N, D), symmetric, in x's dtype.
+
+    CPU: BLAS ``syrk`` (half a GEMM) through SciPy's OpenBLAS, which ran the product 1.5-2x faster
+    than torch's MKL on our AMD CPUs. Long inputs are cut into row blocks, one ``syrk`` per block on
+    its own Python thread with a one-thread BLAS (``torch.get_num_threads()`` blocks at most), and
+    the blocks' Grams summed: coarse blocks need no lock-step between threads, so a core taken by
+    another process slows the product by at most its share instead of stalling every BLAS step.
+    """
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return x.T @ x
+    a = x.detach().contiguous().numpy()
+    syrk = blas.ssyrk if x.dtype == torch.float32 else blas.dsyrk
+    n = a.shape[0]
+    blocks = max(1, min(torch.get_num_threads(), n // _MIN_GRAM_ROWS, 8))
+    bounds = [n * i // blocks for i in range(blocks + 1)]
+
+    def upper(lo: int, hi: int) -> np.ndarray:
+        # a[lo:hi].T is Fortran-ordered, so no copy; syrk fills the upper triangle of a zeroed matrix
+        return syrk(1.0, a[lo:hi].T, trans=0, lower=0)
+
+    with _one_blas_thread():
+        if blocks == 1:
+            total = upper(0, n)
+        else:
+            with ThreadPoolExecutor(max_workers=blocks) as pool:
+                parts = list(pool.map(upper, bounds[:-1], bounds[1:]))
+            total = parts[0]
+            for part in parts[1:]:
+                total += part
+    full = torch.from_numpy(total)
+    full = full + full.T
+    full.diagonal().mul_(0.5)
+    return full
+
+
+_MIN_GRAM_ROWS = 2048  # fewer rows per block than this and the threads cost more than they save
 
 
 @contextmanager
@@ -181,6 +213,44 @@ def _eigh(sym: Tensor) -> tuple[Tensor, Tensor]:
             evals, evecs = scipy.linalg.eigh(sym.numpy().T, driver="evd", check_finite=False)
         return torch.from_numpy(evals), torch.from_numpy(evecs)
     return torch.linalg.eigh(sym)
+
+
+def _eigh_project(sym: Tensor, rhs: Tensor) -> tuple[Tensor, Tensor]:
+    """Eigenvalues (ascending) of a symmetric (D, D) matrix and ``V^T rhs`` (D, K), in sym's dtype,
+    where V holds the eigenvectors, without forming V on CPU.
+
+    A full ``eigh`` is three steps: reduction to tridiagonal form Q^T A Q = T (``sytrd``), the
+    eigenvectors W of T, and the back-transformation V = Q W (a D x D x D product). Only V^T rhs
+    = W^T (Q^T rhs) is needed, so Q^T is applied to the K columns of rhs from its Householder
+    reflectors (``ormqr``, as LAPACK's ``ormtr`` does) and the back-transformation is skipped; W
+    comes from the MRRR solver (``stemr``). On 2,048 x 2,048 float32 this took about half the time
+    of ``eigh(driver="evd")``. CUDA: ``torch.linalg.eigh``.
+    """
+    if sym.device.type != "cpu" or sym.shape[0] < 3:
+        evals, evecs = _eigh(sym)
+        return evals, evecs.T @ rhs.to(device=evecs.device, dtype=evecs.dtype)
+    a = sym.numpy()
+    b = rhs.to(sym.dtype).contiguous().numpy()
+    d = a.shape[0]
+    sytrd, sytrd_lwork, ormqr = get_lapack_funcs(("sytrd", "sytrd_lwork", "ormqr"), (a,))
+    with _one_blas_thread():
+        # .T: the Fortran-ordered view LAPACK takes without a transposing copy (same symmetric matrix)
+        lwork, info = sytrd_lwork(d, lower=1)
+        packed, diag, off, tau, info = sytrd(a.T, lower=1, lwork=int(lwork))
+        if info != 0:
+            raise np.linalg.LinAlgError(f"sytrd failed with info={info}")
+        evals, w = scipy.linalg.eigh_tridiagonal(diag, off, check_finite=False)
+        # lower storage: Q = H(1) ... H(D-1), the reflectors of a QR factorisation of packed[1:, :-1]
+        # acting on rows 1..D-1, which is how LAPACK's ormtr applies them
+        reflectors = np.asfortranarray(packed[1:, :-1])
+        _, work, _ = ormqr("L", "T", reflectors, tau, b[1:], -1)
+        lwork = max(int(work[0]), b.shape[1], 1)
+        qtb = b.copy()
+        qtb[1:], _, info = ormqr("L", "T", reflectors, tau, b[1:], lwork)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"ormqr failed with info={info}")
+        projected = w.T @ qtb
+    return torch.from_numpy(evals), torch.from_numpy(projected)
 
 
 def _cholesky(sym: Tensor) -> Tensor | None:
@@ -365,9 +435,9 @@ def logme_fit(features: Tensor, labels: Tensor, *, max_iter: int = 200, tol: flo
     if n >= d:
         return _logme_from_moments(_moments(checked.features, checked), max_iter=max_iter, tol=tol)
     f = checked.features.to(_compute_dtype(checked.features))
-    sigma, u = _eigh(_gram(f.T))  # F F^T (N, N); U is a complete basis of R^N
-    onehot = _onehot(checked.labels, checked.num_classes, u.dtype)
-    x2 = (u.T @ onehot).double().square().cpu().numpy()  # x = U^T y, c^2 = s x^2
+    onehot = _onehot(checked.labels, checked.num_classes, f.dtype)
+    sigma, x = _eigh_project(_gram(f.T), onehot)  # F F^T (N, N), x = U^T y over the complete basis U
+    x2 = x.double().square().cpu().numpy()  # c^2 = s x^2
     sigma = sigma.double().clamp_min(0).cpu().numpy()[:, None]  # (N, 1)
 
     def fit_terms(t: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -384,8 +454,9 @@ def _logme_from_moments(m: _Moments, *, max_iter: int = 200, tol: float = 1e-9) 
     n, d = m.x.shape
     gram = m.gram + n * torch.outer(m.mean, m.mean)
     sums = m.class_sums + m.counts[:, None] * m.mean[None, :]  # (C, D) = (F^T Y)^T
-    sigma, v = _eigh(gram.to(m.x.dtype))  # in the features' precision, see the module docstring
-    c2 = (v.T @ sums.T.to(v.dtype)).double().square().cpu().numpy()  # (D, C): c = V^T F^T y
+    # in the features' precision, see the module docstring; c = V^T F^T y, (D, C)
+    sigma, c = _eigh_project(gram.to(m.x.dtype), sums.T)
+    c2 = c.double().square().cpu().numpy()
     sigma = sigma.double().clamp_min(0).cpu().numpy()[:, None]  # (D, 1)
     n_c = m.counts.cpu().numpy()
 
@@ -587,8 +658,9 @@ def _hscore_from_moments(m: _Moments, *, shrinkage: bool = True) -> float:
     between_scale = 1.0
     if shrinkage:
         a = _ledoit_wolf_shrinkage(m.x, cov)
-        shrunk = (1 - a) * cov
-        shrunk.diagonal().add_(a * float(torch.trace(cov)) / d)
+        mean_variance = float(torch.trace(cov)) / d
+        shrunk = cov.mul_(1 - a)  # in place: cov is a fresh copy, and not read again unshrunk
+        shrunk.diagonal().add_(a * mean_variance)
         chol = _cholesky(shrunk)
         if chol is not None:
             return float((1 - a) * _solve_lower(chol, means_w.T.contiguous()).square().sum())
@@ -609,7 +681,17 @@ def _low_rank(left: Tensor, right: Tensor, dtype: torch.dtype) -> Tensor:
     """left^T right, (D, D) float64, for (k, D) factors with k << D whose product is symmetric up to
     rounding; one GEMM in ``dtype`` (the Gram product it corrects is no more precise). Not
     re-symmetrised: its consumers (Cholesky, eigh, Lanczos) read one triangle or tolerate it."""
-    return (left.to(dtype).T @ right.to(dtype)).double()
+    return _matmul(left.to(dtype).T, right.to(dtype)).double()
+
+
+def _matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b``; on CPU through NumPy's OpenBLAS on one thread, which on our AMD CPUs ran these
+    (N, D) x (D, C) and (D, k) x (k, D) products 1.2-2x faster than torch's MKL and does not
+    stall when another process holds the second core."""
+    if a.device.type != "cpu" or a.dtype != b.dtype or a.dtype not in (torch.float32, torch.float64):
+        return a @ b
+    with _one_blas_thread():
+        return torch.from_numpy(a.detach().numpy() @ b.detach().numpy())
 
 
 def _largest_eigenvalue(sym: Tensor) -> float:
@@ -641,10 +723,11 @@ def _largest_eigenvalue(sym: Tensor) -> float:
 def _regularised_lda(s_w: Tensor, means: Tensor, shrinkage: float | None) -> tuple[Tensor, Tensor, float]:
     """Regularised Fisher discriminant: coefficients S^-1 mu_c (D, C), offsets -mu_c^T S^-1 mu_c / 2 (C,).
 
-    ``s_w`` (D, D) float64 is sum_c prior_c cov_c (biased); the shrunk S = (1 - l) S_W + l tr(S_W)/D I
-    with, when not given, the adaptive l = max(exp(-5 lambda_max(S_W)), 1e-10). In the C-1
-    dimensional Fisher space of (S_B, S) the Bayes rule with a shared covariance scores class c by
-    z^T mu_c - |mu_c|^2 / 2 + log prior_c, which equals x^T S^-1 mu_c - mu_c^T S^-1 mu_c / 2 +
+    ``s_w`` (D, D) float64 is sum_c prior_c cov_c (biased), and is overwritten with the shrunk
+    S = (1 - l) S_W + l tr(S_W)/D I with, when not given, the adaptive
+    l = max(exp(-5 lambda_max(S_W)), 1e-10). In the C-1 dimensional Fisher space of (S_B, S) the
+    Bayes rule with a shared covariance scores class c by z^T mu_c - |mu_c|^2 / 2 + log prior_c,
+    which equals x^T S^-1 mu_c - mu_c^T S^-1 mu_c / 2 +
     log prior_c in the original space: once S is whitened, the directions the projection drops carry
     no difference between class means. So one Cholesky solve replaces the generalised
     eigenproblem, and gives exactly what SFDA's reference code computes with all the eigenvectors.
@@ -654,7 +737,7 @@ def _regularised_lda(s_w: Tensor, means: Tensor, shrinkage: float | None) -> tup
     if shrinkage is None:
         largest = _largest_eigenvalue(s_w) if mean_variance > 0 else 0.0
         shrinkage = max(math.exp(-5 * largest), 1e-10)
-    shrunk = (1 - shrinkage) * s_w
+    shrunk = s_w.mul_(1 - shrinkage)  # in place (see above): D x D float64 copies cost page faults
     shrunk.diagonal().add_(shrinkage * mean_variance)
     chol = _cholesky(shrunk)
     # Rank-deficient S_W (N < D) with the 1e-10 floor can fail by rounding (float32 Grams especially):
@@ -716,9 +799,9 @@ def _sfda_from_moments(m: _Moments) -> float:
 
     # Stage 1: the discriminant on the features themselves
     means = m.class_sums / counts[:, None]  # (C, D)
-    s_w = (m.gram - _low_rank(means, counts[:, None] * means, x.dtype)) / n
+    s_w = _low_rank(means, counts[:, None] * means, x.dtype).sub_(m.gram).div_(-n)  # (X^T X - M^T N M) / n
     coef, offset, shrinkage = _regularised_lda(s_w, means, None)
-    probs = torch.softmax((x @ coef.to(x.dtype)).double() + offset + log_priors, dim=1)
+    probs = torch.softmax(_matmul(x, coef.to(x.dtype)).double() + offset + log_priors, dim=1)
 
     # Stage 2: ConfMix, then the discriminant again with the same shrinkage
     a = torch.softmax(probs, dim=1)[rows, y]  # softened p(y_i | x_i), (N,)
@@ -726,7 +809,8 @@ def _sfda_from_moments(m: _Moments) -> float:
     weight = a[:, None].to(x.dtype)
     z = x * weight  # rows a_i x_i, (N, D)
     sum_a = _class_sums(z, y, num_classes)  # sum_{i in c} a_i x_i, (C, D)
-    sum_a2 = _class_sums(z * weight, y, num_classes)  # sum_{i in c} a_i^2 x_i
+    s_w_mixed = _gram(z).double()
+    sum_a2 = _class_sums(z.mul_(weight), y, num_classes)  # sum_{i in c} a_i^2 x_i; z is spent
     a_per_class = torch.zeros_like(counts).index_add_(0, y, a)  # sum_{i in c} a_i, (C,)
     a2_per_class = torch.zeros_like(counts).index_add_(0, y, a.square())
     shift_means = (sum_a - a_per_class[:, None] * outer) / counts[:, None]  # m_c = mean_c(a u), (C, D)
@@ -734,11 +818,11 @@ def _sfda_from_moments(m: _Moments) -> float:
     # Z rows a_i x_i, S rows sum_{i in c} a_i^2 x_i, O rows o_c, M rows m_c, q_c = sum_{i in c} a_i^2
     left = torch.cat([sum_a2, outer, shift_means])  # (3C, D)
     right = torch.cat([-outer, a2_per_class[:, None] * outer - sum_a2, -counts[:, None] * shift_means])
-    s_w_mixed = (_gram(z).double() + _low_rank(left, right, x.dtype)) / n
+    s_w_mixed.add_(_low_rank(left, right, x.dtype)).div_(n)
     coef, offset, _ = _regularised_lda(s_w_mixed, outer + shift_means, shrinkage)
     # x'_i^T coef = o_c^T coef + a_i (x_i^T coef - o_c^T coef)
     outer_scores = (outer @ coef)[y]
-    scores = outer_scores + a[:, None] * ((x @ coef.to(x.dtype)).double() - outer_scores)
+    scores = outer_scores + a[:, None] * (_matmul(x, coef.to(x.dtype)).double() - outer_scores)
     probs = torch.softmax(scores + offset + log_priors, dim=1)
     return float(probs[rows, y].mean())
 
