@@ -13,7 +13,7 @@ prints markdown tables, with the machine named:
    ``recommend`` end to end.
 
 Usage: ``python benchmarks/gnn_eval.py [--data DIR] [--ensemble 4] [--epochs 150] [--nested]
-[--targets dtd,pets] [--skip-loto] [--skip-timing]``.
+[--targets dtd,pets] [--skip-loto] [--skip-timing] [--neo4j]``.
 """
 
 from __future__ import annotations
@@ -93,6 +93,12 @@ def loto_tables(runs: dict[str, LotoResult], baseline_run: str) -> str:
     return "\n".join(lines)
 
 
+def _compare(ours: float, theirs: float, tie: float = 0.005) -> str:
+    if abs(ours - theirs) < tie:
+        return "TIES with it (within 0.005)"
+    return "beats it" if ours > theirs else "does NOT beat it"
+
+
 def verdicts(runs: dict[str, LotoResult], baseline_run: str) -> list[str]:
     base = runs[baseline_run]
     out = []
@@ -110,11 +116,9 @@ def verdicts(runs: dict[str, LotoResult], baseline_run: str) -> list[str]:
             if n == 0:
                 out.append(f"  - vs {m}: no scores (n/a).")
                 continue
-            r_word = "beats" if r > br else "does NOT beat"
-            t_word = "beats" if tau > btau else "does NOT beat"
             out.append(
-                f"  - vs {m}: {r_word} it on r ({fmt(r)} vs {fmt(br)}), {t_word} it on tau "
-                f"({fmt(tau)} vs {fmt(btau)})."
+                f"  - vs {m}: {_compare(r, br)} on r ({r:.4f} vs {br:.4f}), "
+                f"{_compare(tau, btau)} on tau ({tau:.4f} vs {btau:.4f})."
             )
     return out
 
@@ -193,7 +197,14 @@ def main() -> None:
     parser.add_argument("--skip-loto", action="store_true")
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--graph-nodes", type=int, default=100_000)
+    parser.add_argument(
+        "--neo4j", action="store_true", help="also time build_hetero on the Neo4j at NEO4J_URI (it is wiped)"
+    )
     args = parser.parse_args()
+    if args.neo4j and not os.environ.get("NEO4J_URI"):
+        parser.error("--neo4j needs NEO4J_URI pointing at your own server (its graph is wiped).")
+    if args.neo4j and os.environ["NEO4J_URI"].rstrip("/").endswith(":7687"):
+        parser.error("--neo4j refuses the shared default port 7687 (its graph would be wiped).")
     warnings.filterwarnings("ignore", category=FutureWarning)
 
     train = TrainConfig(ensemble=args.ensemble, epochs=args.epochs)
@@ -291,6 +302,18 @@ def main() -> None:
             started = time.perf_counter()
             PairContext(big)
             print(f"| PairContext on it | {n:,} nodes | {time.perf_counter() - started:.2f} | |")
+        if args.neo4j:
+            with open_store(os.environ["NEO4J_URI"]) as store:
+                store.clear()
+                store.apply(synthetic_graph(args.graph_nodes))
+                started = time.perf_counter()
+                big, _ = build_hetero(store)
+                seconds = time.perf_counter() - started
+                store.clear()
+            print(
+                f"| build_hetero (Neo4j 5.26, same machine) | {n:,} nodes, {e:,} edges "
+                f"| {seconds:.2f} | seconds |"
+            )
         with open_store(uri) as store:
             started = time.perf_counter()
             info = train_scorer(store, tmp / "scorers", seed=args.seed, train=train)
