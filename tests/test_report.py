@@ -266,12 +266,14 @@ def test_cli_writes_the_report(graph, tmp_path) -> None:
     out = tmp_path / "rep"
     proc = kgraft("report", "--target", TARGET, "--out", str(out), "--no-probe", store=uri)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "recommended source for digits-rot90" in proc.stdout and "report.html" in proc.stdout
+    assert "recommended source for digits-rot90" in proc.stdout and str(out / "report.html") in proc.stdout
     assert "freeze_cut:" in proc.stdout
-    validate_report(json.loads((out / "report.json").read_text()))
+    document = json.loads((out / "report.json").read_text())
+    validate_report(document)
     as_json = kgraft("report", "--target", TARGET, "--out", str(out), "--json", "--no-probe", store=uri)
     assert as_json.returncode == 0, as_json.stderr[-2000:]
-    assert json.loads(as_json.stdout)["target"]["id"] == TARGET
+    printed = json.loads(as_json.stdout)
+    assert printed["target"]["id"] == TARGET and printed["ranking"] == document["ranking"]
 
 
 def _no_report_left(parent: Path) -> None:
@@ -279,20 +281,20 @@ def _no_report_left(parent: Path) -> None:
 
 
 def test_cli_bad_input(graph, tmp_path) -> None:
+    """Each user mistake: one sentence, exit code 1, no report folder (nor a temporary one) left."""
     uri = copy_graph(graph, tmp_path / "g")
     out = tmp_path / "rep"
 
     # a target unknown to the graph
-    assert_clean_failure(
-        kgraft("report", "--target", "no-such-data", "--out", str(out), store=uri), "no dataset"
-    )
+    proc = kgraft("report", "--target", "no-such-data", "--out", str(out), store=uri)
+    assert_clean_failure(proc, "no dataset named 'no-such-data'")
     _no_report_left(tmp_path)
 
     # an output folder that cannot be written (its parent is a regular file: fails for root too)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     proc = kgraft("report", "--target", TARGET, "--out", str(blocker / "rep"), "--no-probe", store=uri)
-    assert_clean_failure(proc, f"cannot write the report to {blocker / 'rep'}")
+    assert_clean_failure(proc, f"cannot write the report to {blocker / 'rep'}: {blocker} is a file")
     assert blocker.read_text() == "not a folder"
 
     # a source whose checkpoint is gone: the sentence names the missing file
@@ -303,23 +305,6 @@ def test_cli_bad_input(graph, tmp_path) -> None:
     proc = kgraft("report", "--target", TARGET, "--source", model, "--out", str(out), store=uri)
     assert_clean_failure(proc, f"the checkpoint of model '{model}' is missing: {gone} does not exist")
     _no_report_left(tmp_path)
-    # without --source the best loadable candidate is chosen instead, and the report says why
-    proc = kgraft("report", "--target", TARGET, "--out", str(out), "--no-probe", "--json", store=uri)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    doc = json.loads(proc.stdout)
-    assert chosen_source(doc) == graph["models"][1]
-    if doc["ranking"]["candidates"][0]["model_id"] == model:
-        assert doc["chosen_source"]["how"] == "best loadable"
-        assert any(f"passed over rank 1 {model}" in n for n in doc["notes"])
-    shutil.rmtree(out)
-
-    # no trained scorer
-    with open_store(uri) as store:
-        store.execute("MATCH (m:Model) WHERE m.kind = $k DETACH DELETE m", {"k": "gnn-scorer"})
-    assert_clean_failure(
-        kgraft("report", "--target", TARGET, "--out", str(out), store=uri), "kgraft gnn train"
-    )
-    _no_report_left(tmp_path)
 
     # a graph with no candidate sources
     empty = f"embedded:{tmp_path / 'empty.lbug'}"
@@ -328,6 +313,40 @@ def test_cli_bad_input(graph, tmp_path) -> None:
     proc = kgraft("report", "--target", "digits", "--out", str(out), store=empty)
     assert_clean_failure(proc, "no candidate source models")
     _no_report_left(tmp_path)
+
+
+def test_library_bad_input(graph, tmp_path) -> None:
+    """The same rules in process (cheaper than a subprocess each): a folder of other files is never
+    replaced, an unloadable top candidate is passed over with the reason, no scorer is one sentence."""
+    uri = copy_graph(graph, tmp_path / "g")
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    model = graph["models"][0]
+    with open_store(uri) as store:
+        with pytest.raises(ReportError, match="holds other files, not a report"):
+            write_report(store, TARGET, out_dir=keep, probe_missing=False)
+        assert [p.name for p in keep.iterdir()] == ["notes.txt"]
+
+        gone = tmp_path / "moved-away.safetensors"
+        store.execute("MATCH (m:Model {id: $id}) SET m.checkpoint = $path", {"id": model, "path": str(gone)})
+        with pytest.raises(ReportError, match=f"{gone} does not exist"):
+            build_report(store, TARGET, model, probe_missing=False)
+        doc = build_report(store, TARGET, probe_missing=False)
+        assert chosen_source(doc) == graph["models"][1]
+        top = doc["ranking"]["candidates"][0]
+        if top["model_id"] == model:
+            assert doc["chosen_source"]["how"] == "best fine-tunable" and not top["loadable"]
+            assert any(
+                f"passed over rank 1 {model}: its checkpoint {gone} is missing" in n for n in doc["notes"]
+            )
+
+        store.execute("MATCH (m:Model) WHERE m.kind = $k DETACH DELETE m", {"k": "gnn-scorer"})
+        with pytest.raises(ReportError, match="run `kgraft gnn train` first"):
+            build_report(store, TARGET, probe_missing=False)
+        with pytest.raises(ReportError, match="unknown target dataset"):
+            build_report(store, "no-such-data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g", "mine"]
 
 
 # ----------------------------------------------------------------------------- Neo4j

@@ -794,12 +794,13 @@ def report(
     and bias analysis of the chosen one, recommended fine-tuning settings, provenance."""
     from ontology.vocab import Label
     from transfer.register import slug
-    from transfer.report import write_report
 
     with store_from(ctx) as store, _progress() as progress:
         task = progress.add_task("report", total=None)
         target_id = store.resolve(target, (Label.DATASET,))[1]
         folder = out or Path(".kgraft/reports") / slug(target_id)
+        from transfer.report import write_report  # after the cheap checks: it imports torch
+
         paths = write_report(
             store,
             target_id,
@@ -821,6 +822,8 @@ def report(
     )
     for d in doc["settings"]["decisions"]:
         console.print(f"  {d['setting']}: {d['reason']}", style="cyan", highlight=False)
+    for note in doc["notes"]:
+        err_console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     console.print(f"report: {paths.html}\n        {paths.markdown}\n        {paths.json}")
 
 

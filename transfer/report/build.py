@@ -95,7 +95,7 @@ def build_report(
                 }
     step("bias analysis and settings")
     target_node = store.node(Label.DATASET, target_id) or {}
-    how = "given" if source_id is not None else ("top-ranked" if chosen.rank == 1 else "best loadable")
+    how = "given" if source_id is not None else ("top-ranked" if chosen.rank == 1 else "best fine-tunable")
     notes = list(dict.fromkeys(note for r in recs for note in r.notes))
     notes += passed[:MAX_NOTES]
     if len(passed) > MAX_NOTES:

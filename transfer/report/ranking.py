@@ -18,6 +18,7 @@ from kg.store import GraphStore
 from ontology.vocab import Label
 from transfer.report.errors import ReportError
 from transfer.report.values import number
+from transfer.source_choice import not_finetunable
 
 ALL = 1_000_000
 
@@ -103,7 +104,9 @@ def choose(
     """The recommendation for the source to report on, and notes on candidates passed over.
 
     An explicit source must be loadable (else ``ReportError`` naming the missing file). Without one,
-    the best-ranked candidate whose checkpoint is on this machine is chosen.
+    the best-ranked candidate that can be fine-tuned here is chosen, by the same test as ``kgraft
+    finetune --source auto`` (``transfer.source_choice.not_finetunable``: a classifier whose checkpoint
+    is on this machine, not already trained on the target itself).
     """
     if source_id is not None:
         problem = checkpoint_problem(store, source_id)
@@ -122,12 +125,12 @@ def choose(
             if rec.model_id in seen:
                 continue
             seen.add(rec.model_id)
-            problem = checkpoint_problem(store, rec.model_id)
+            problem = not_finetunable(store, rec.model_id, target_id)
             if problem is None:
                 return rec, passed
             passed.append(f"passed over rank {rec.rank} {rec.model_id}: {problem}")
     shown = "; ".join(passed[:2])
     raise ReportError(
-        f"none of the {len(seen)} candidate sources for {target_id!r} can be loaded on this "
+        f"none of the {len(seen)} candidate sources for {target_id!r} can be fine-tuned on this "
         f"machine ({shown})."
     )

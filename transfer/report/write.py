@@ -2,7 +2,7 @@
 
 Everything is written into a temporary folder beside ``out_dir`` and moved into place at the end; an
 existing report folder is replaced only when the new one is complete, so a failure leaves either the
-old report or nothing, never half of one.
+old report or nothing, never half of one. A folder that holds anything but a report is never replaced.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ def _staging(out_dir: Path) -> Iterator[Path]:
     """A fresh temporary folder beside ``out_dir``, removed unless it was moved into place."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ReportError(f"cannot write the report to {out_dir}: it is a file, not a folder.")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "report.json").is_file():
+        raise ReportError(
+            f"cannot write the report to {out_dir}: it holds other files, not a report; choose another --out."
+        )
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
