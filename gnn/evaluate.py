@@ -13,7 +13,10 @@ Baselines, on the same folds (each sees exactly what the GNN sees):
 * ``gbr``: sklearn ``HistGradientBoostingRegressor`` on [model features || target features]
   (``builder`` node features, no graph), fit to the other targets' z-scores;
 * ``estimators``: the mean within-target z of the transferability estimators recorded as
-  SCORED_ON for the pair (LogME, LEEP, ...), where the graph holds any.
+  SCORED_ON for the pair (LogME, LEEP, ...), where the graph holds any;
+* each estimator alone (``logme``, ``leep``, ``nce``, ``hscore``, ``sfda``, ``knn_accuracy``,
+  ``linear_probe_accuracy``: ``builder.ESTIMATOR_KINDS``), a column for every kind recorded for at
+  least 3 of a target's models (``LotoResult.methods`` lists only the kinds seen).
 
 ``select`` (a list of candidate configurations) picks, inside each fold and from the training
 targets only, the candidate with the best mean r + tau over a grouped inner split (``select_config``),
@@ -124,14 +127,20 @@ def _gbr_baseline(
     return regressor.predict(query)
 
 
-def _estimator_baseline(context: PairContext, models: np.ndarray, target: int) -> np.ndarray | None:
+def _estimator_baselines(context: PairContext, models: np.ndarray, target: int) -> dict[str, np.ndarray]:
+    """Per estimator kind scored for at least 3 of ``models`` on ``target``: its within-target z
+    (NaN where unscored); and under ``estimators`` the mean over the kinds each pair has."""
     pair = context.features(models, np.full(len(models), target))
     k = len(ESTIMATOR_KINDS)
     values, has = pair[:, 6 : 6 + k], pair[:, 6 + k : 6 + 2 * k]
+    out: dict[str, np.ndarray] = {}
     counts = has.sum(1)
-    if (counts > 0).sum() < 3:
-        return None
-    return np.where(counts > 0, (values * has).sum(1) / np.maximum(counts, 1), np.nan)
+    if (counts > 0).sum() >= 3:
+        out["estimators"] = np.where(counts > 0, (values * has).sum(1) / np.maximum(counts, 1), np.nan)
+    for i, kind in enumerate(ESTIMATOR_KINDS):
+        if (has[:, i] > 0).sum() >= 3:
+            out[kind] = np.where(has[:, i] > 0, values[:, i], np.nan)
+    return out
 
 
 Candidate = tuple[GnnConfig, TrainConfig]
@@ -199,7 +208,7 @@ def loto(
     if data[OUTCOME].edge_index.shape[1] == 0:
         notes.append("the graph holds no outcomes: nothing to evaluate.")
     rows: list[TargetResult] = []
-    estimator_seen = False
+    estimator_seen: set[str] = set()
     for target in targets:
         name = names[target] if names is not None else str(target)
         on_target = full.dst == target
@@ -241,15 +250,14 @@ def loto(
             gbr = _gbr_baseline(data, rest.src, rest.dst, rest.z, models, target, seed)
             scores["gbr"] = (pearson(gbr, actual), weighted_tau(gbr, actual))
             coverage["gbr"] = len(models)
-            estimated = _estimator_baseline(context, models, target)
-            if estimated is not None:
+            for method, estimated in _estimator_baselines(context, models, target).items():
                 ok = np.isfinite(estimated)
-                estimator_seen = True
-                scores["estimators"] = (
+                estimator_seen.add(method)
+                scores[method] = (
                     pearson(estimated[ok], actual[ok]),
                     weighted_tau(estimated[ok], actual[ok]),
                 )
-                coverage["estimators"] = int(ok.sum())
+                coverage[method] = int(ok.sum())
         rows.append(TargetResult(target, name, len(models), scores, coverage, result.seconds, chosen.strip()))
         if progress:
             r, tau = scores["gnn"]
@@ -260,4 +268,5 @@ def loto(
         )
     if leak:
         notes.append("LEAKED: each held-out target's outcomes were in training and in the histories.")
-    return LotoResult(rows, METHODS if baselines else ("gnn",), notes, time.perf_counter() - started)
+    methods = (*METHODS, *(k for k in ESTIMATOR_KINDS if k in estimator_seen)) if baselines else ("gnn",)
+    return LotoResult(rows, methods, notes, time.perf_counter() - started)

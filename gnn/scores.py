@@ -18,7 +18,7 @@
 
 ``recommend`` ranks every model in the graph for a target by compatibility and adds both risks to
 the top ones. It warns (``StaleScorerWarning``, and in each recommendation's ``notes``) when outcomes
-were recorded after the scorer was trained.
+were recorded after the scorer was trained, and notes a target with no profile.
 """
 
 from __future__ import annotations
@@ -129,6 +129,21 @@ def _target_row(store: GraphStore, maps: IdMaps, target: str) -> int:
     if row is None:
         raise NotFound(f"{dataset_id!r} is a scorer's outcome snapshot, not a target dataset.")
     return row
+
+
+PROFILE_FLAGS = [1, 3, 5, 7, 9, 16]
+"""Dataset feature columns that say whether a profile field is known (``builder.dataset_features``)."""
+
+
+def no_profile_note(data: HeteroData, maps: IdMaps, target: int) -> str | None:
+    """A note when the target dataset has no profile (size, classes, image size, statistics), else None."""
+    if float(data["dataset"].x[target, PROFILE_FLAGS].sum()) > 0:
+        return None
+    name = maps.name_of("dataset", target)
+    return (
+        f"the target {name!r} has no profile (size, classes, image size unknown): its scores rest on the "
+        "sources' records and the graph links alone; record the data with `kgraft dataset add` to profile it."
+    )
 
 
 # ----------------------------------------------------------------------------- compatibility
@@ -309,6 +324,8 @@ def recommend(
     """The ``top`` source models for a target dataset (id or name), best first, with both risks."""
     ctx = scoring_context(store, scorer_id)
     target = _target_row(store, ctx.maps, target_dataset_id)
+    profile_note = no_profile_note(ctx.data, ctx.maps, target)
+    notes = (*ctx.notes, profile_note) if profile_note else tuple(ctx.notes)
     models = np.arange(ctx.data["model"].num_nodes)
     if len(models) == 0:
         return []
@@ -339,7 +356,7 @@ def recommend(
                 predicted_z=predicted_z,
                 predicted_accuracy=predicted_accuracy,
                 recorded_accuracy=recorded.get(int(models[i])),
-                notes=tuple(ctx.notes),
+                notes=notes,
             )
         )
     return out

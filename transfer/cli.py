@@ -702,31 +702,66 @@ def gnn_train(
     ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Where the scorer's weights go.")] = Path(".kgraft/scorers"),
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 300,
+    ensemble: Annotated[int, typer.Option(min=1, help="Ensemble members.")] = 4,
 ) -> None:
     """Train the GNN scorer on every recorded outcome and record it as a Model (kind gnn-scorer)."""
-    from gnn.train import train_scorer
+    from gnn.train import TrainConfig, train_scorer
 
     with store_from(ctx) as store, err_console.status("training the scorer"):
-        info = train_scorer(store, out, seed=seed)
+        info = train_scorer(store, out, seed=seed, train=TrainConfig(epochs=epochs, ensemble=ensemble))
     console.print(
         f"scorer {info.id} (version {info.version}) trained on {info.n_outcomes:,} outcomes: {info.message}"
     )
 
 
 @gnn_app.command("eval")
-def gnn_eval(ctx: typer.Context, seed: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
+def gnn_eval(
+    ctx: typer.Context,
+    targets: Annotated[
+        str, typer.Option(help="Comma-separated target datasets (ids or names); default: every target.")
+    ] = "",
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs per fold.")] = 300,
+    ensemble: Annotated[int, typer.Option(min=1, help="Ensemble members per fold.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
     """Leave-one-target-out evaluation: per held-out target, Pearson r and weighted Kendall tau between
     predicted and recorded accuracy, for the GNN and the baselines (full study: benchmarks/gnn_eval.py)."""
-    from gnn.builder import build_hetero
-    from gnn.evaluate import loto
+    from gnn.builder import OUTCOME, build_hetero
+    from gnn.evaluate import MIN_OUTCOMES, loto
+    from gnn.train import ScorerError, TrainConfig
+    from ontology.vocab import Label
+    from transfer.render import rows_table
 
-    with store_from(ctx, read_only=True) as store, err_console.status("leave-one-target-out evaluation"):
+    with store_from(ctx, read_only=True) as store:
         data, maps = build_hetero(store)
-        result = loto(data, names=maps.ids["dataset"], seed=seed)
-    rows = []
+        outcomes = data[OUTCOME].edge_index
+        if outcomes.shape[1] == 0:
+            raise ScorerError(
+                "the graph holds no TRANSFERRED_TO outcomes, so there is nothing to evaluate; record "
+                "fine-tuning runs (kgraft finetune) or import some (kgraft import transfergraph DIR)."
+            )
+        rows = None
+        if targets.strip():
+            counts = outcomes[1].bincount(minlength=data["dataset"].num_nodes)
+            rows = []
+            for name in (t.strip() for t in targets.split(",") if t.strip()):
+                _, dataset_id = store.resolve(name, (Label.DATASET,))
+                row = maps.index["dataset"].get(dataset_id)
+                if row is None or int(counts[row]) < MIN_OUTCOMES:
+                    have = 0 if row is None else int(counts[row])
+                    raise ScorerError(
+                        f"{name!r} has {have} recorded outcomes; leave-one-target-out needs at least "
+                        f"{MIN_OUTCOMES} for a target."
+                    )
+                rows.append(row)
+        train = TrainConfig(epochs=epochs, ensemble=ensemble)
+        with err_console.status("leave-one-target-out evaluation"):
+            result = loto(data, names=maps.ids["dataset"], targets=rows, train=train, seed=seed)
+    table = []
     for method in result.methods:
         r, tau, n = result.mean(method)
-        rows.append(
+        table.append(
             {
                 "method": method,
                 "mean Pearson r": f"{r:.3f}",
@@ -734,9 +769,17 @@ def gnn_eval(ctx: typer.Context, seed: Annotated[int, typer.Option(help="Seed.")
                 "targets": str(n),
             }
         )
-    from transfer.render import rows_table
-
-    console.print(rows_table(rows))
+    console.print(rows_table(table))
+    if rows is not None:
+        per_target = []
+        scored = [m for m in result.methods if result.mean(m)[2] > 0]
+        for t in result.targets:
+            cells = {"target": t.name, "models": str(t.n_models)}
+            for method in scored:
+                r, tau = t.scores.get(method, (float("nan"), float("nan")))
+                cells[f"{method} r / tau"] = f"{r:.3f} / {tau:.3f}"
+            per_target.append(cells)
+        console.print(rows_table(per_target))
     for note in result.notes:
         console.print(f"note: {note}", style="yellow")
 
@@ -749,13 +792,18 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Rank source models for a target: compatibility with its uncertainty, shift risk and bias risk."""
+    import warnings
     from dataclasses import asdict
 
+    from gnn.scores import StaleScorerWarning
     from gnn.scores import recommend as rank
     from transfer.render import rows_table
 
-    with store_from(ctx, read_only=True) as store:
+    with store_from(ctx, read_only=True) as store, warnings.catch_warnings():
+        warnings.simplefilter("ignore", StaleScorerWarning)  # said once below, with the other notes
         recs = rank(store, dataset, top=top)
+    for note in recs[0].notes if recs else ():
+        err_console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     if as_json:
         print(json.dumps([asdict(r) for r in recs], indent=2, default=str))
         return
