@@ -43,6 +43,8 @@ class SourceChoice:
     """Better-ranked models that cannot be fine-tuned, with the reason."""
     notes: tuple[str, ...] = ()
     report: dict[str, Any] | None = field(default=None, repr=False)
+    report_paths: Any = None
+    """``transfer.report.ReportPaths`` when ``choose_source`` wrote the report (``report_dir``)."""
 
     def reason(self) -> str:
         """One line: rank, compatibility with its uncertainty, and its basis."""
@@ -169,13 +171,19 @@ def pair_score(
     return None, None, None
 
 
-def _report_api() -> tuple[Any, Any] | None:
-    """``(build_report, chosen_source)`` of the report package, or ``None`` while it is not installed."""
+def _report_api() -> tuple[Any, Any, Any] | None:
+    """``(build_report, write_report, chosen_source)`` of the report package, or ``None`` while it is not
+    installed."""
     try:
-        from transfer.report import build_report, chosen_source
+        from transfer.report import build_report, chosen_source, write_report
     except ImportError:
         return None
-    return build_report, chosen_source
+    return build_report, write_report, chosen_source
+
+
+def _report_row(document: dict[str, Any], model_id: str) -> dict[str, Any]:
+    rows = document.get("ranking", {}).get("candidates", [])
+    return next((r for r in rows if r.get("model_id") == model_id), {})
 
 
 def choose_source(
@@ -186,29 +194,56 @@ def choose_source(
     scorer_id: str | None = None,
     use_report: bool = True,
     probe_missing: bool = False,
+    work_dir: Any = None,
+    report_dir: Any = None,
+    source: str | None = None,
 ) -> SourceChoice:
-    """The source ``--source auto`` fine-tunes: the report's choice when the report package is present
-    (its document travels in ``SourceChoice.report``), else the scorer's best fine-tunable candidate."""
-    ranked = rank_sources(store, target_id, top=top, scorer_id=scorer_id)
+    """The source ``--source auto`` fine-tunes, with the report on it when the report package is present.
+
+    The report picks the best-ranked candidate whose checkpoint loads; it does not know that a model
+    already trained on the target (or a non-classifier) is no source to fine-tune. When the scorer's
+    ranking puts such a model first, the report is built on this module's choice instead (``source=``),
+    so the report's ``chosen_source`` and the model fine-tuned are always the same; the document travels
+    in ``SourceChoice.report``. With ``report_dir`` the report is also written there (JSON, Markdown,
+    HTML, atomically) and its paths travel in ``SourceChoice.report_paths``. A given ``source`` (an
+    earlier choice to report on again) is taken as it is.
+    """
+    if source is not None:
+        compatibility, uncertainty, basis = pair_score(store, source, target_id, scorer_id=scorer_id)
+        ranked = SourceChoice(source, 0, compatibility, uncertainty, basis or "unscored")
+    else:
+        ranked = rank_sources(store, target_id, top=top, scorer_id=scorer_id)
     api = _report_api() if use_report else None
     if api is None:
         return ranked
-    build_report, chosen_source = api
-    document = build_report(store, target_id, top=top, scorer_id=scorer_id, probe_missing=probe_missing)
+    build_report, write_report, chosen_source = api
+    report_would_differ = any(
+        why.startswith("already trained") or why.endswith("not a classifier") for _, why in ranked.skipped
+    )
+    if report_would_differ or source is not None:
+        source = ranked.model_id
+    options = {"top": top, "scorer_id": scorer_id, "probe_missing": probe_missing, "work_dir": work_dir}
+    paths = None
+    if report_dir is None:
+        document = build_report(store, target_id, source, **options)
+    else:
+        paths = write_report(store, target_id, source, out_dir=report_dir, **options)
+        document = paths.document
     chosen = chosen_source(document)
-    if chosen == ranked.model_id:
-        return SourceChoice(**{**ranked.__dict__, "report": document})
-    why = not_finetunable(store, chosen, target_id)
-    if why:
-        note = f"the report recommends {chosen}, which is {why}; using {ranked.model_id} instead"
-        return SourceChoice(**{**ranked.__dict__, "report": document, "notes": (*ranked.notes, note)})
-    compatibility, uncertainty, basis = pair_score(store, chosen, target_id, scorer_id=scorer_id)
+    if chosen != ranked.model_id:  # the two filters disagree in a way not foreseen: trust the report's pick
+        why = not_finetunable(store, chosen, target_id)
+        if why:
+            raise NoCandidateSource(f"the report recommends {chosen}, which is {why}.")
+    row = _report_row(document, chosen)
     return SourceChoice(
         model_id=chosen,
-        rank=0,
-        compatibility=compatibility,
-        uncertainty=uncertainty,
-        basis=basis or ranked.basis,
+        rank=int(row.get("rank") or ranked.rank),
+        compatibility=_number(row.get("compatibility")),
+        uncertainty=_number(row.get("uncertainty")),
+        basis=str(row.get("basis") or ranked.basis),
+        facts=tuple((row.get("facts") or {}).get("compatibility", ranked.facts)),
+        skipped=ranked.skipped if chosen == ranked.model_id else (),
         notes=ranked.notes,
         report=document,
+        report_paths=paths,
     )
