@@ -237,12 +237,17 @@ def demo(
     zoo_dir: Annotated[Path, typer.Option(help="Where the zoo's checkpoints are cached.")] = Path(
         ".kgraft/zoo"
     ),
+    small: Annotated[
+        bool, typer.Option("--small", help="A smaller loop: two zoo models, one probe, one epoch.")
+    ] = False,
 ) -> None:
-    """Run the main job on bundled real data: register and derive data, build the zoo, probe, fine-tune,
-    record the outcome, and answer a lineage and a bias query."""
-    from transfer.demo import build_zoo, probe_and_finetune, register_demo_data
+    """Run the main job on bundled real data: register and derive data, build the zoo, probe, train the
+    GNN scorer, write a suitability report, fine-tune the report's source with auto settings, record the
+    outcome, and answer a lineage and a bias query."""
+    from transfer.demo import DEMO_TARGET, LoopOptions, build_zoo, register_demo_data, run_loop
     from transfer.render import reaches_table
 
+    options = LoopOptions(small=small)
     with store_from(ctx) as store, _progress() as progress:
         task = progress.add_task("starting", total=None)
 
@@ -250,8 +255,10 @@ def demo(
             progress.update(task, description=text, total=None)
 
         result = register_demo_data(store, step=step)
-        build_zoo(store, result, zoo_dir, progress=_epoch_updater(progress, task))
-        loop = probe_and_finetune(store, zoo_dir.parent, step=step)
+        build_zoo(
+            store, result, zoo_dir, progress=_epoch_updater(progress, task), sources=options.zoo_sources
+        )
+        loop = run_loop(store, zoo_dir.parent, options, step=step)
         progress.update(task, description="done")
     console.print(
         f"registered {len(result.datasets)} datasets and {len(result.models)} models in {store.uri}"
@@ -264,12 +271,30 @@ def demo(
         )
         if r.plot:
             console.print(f"  generality curve: {r.plot}", style="dim")
+    trained = f"trained ({loop.scorer_trained})" if loop.scorer_trained else "up to date, reused"
+    console.print(f"GNN scorer {loop.scorer}: {trained}")
+    choice = loop.choice
+    console.print(f"source for {DEMO_TARGET}: {choice.model_id}: {choice.reason()}")
+    for decision in loop.decisions:
+        console.print(f"  auto: {decision.setting} = {decision.value}: {decision.reason}", style="cyan")
     run = loop.run or {}
     earlier = " (recorded by an earlier run)" if loop.reused_run else ""
+    forgetting = run.get("forgetting")
     console.print(
-        f"fine-tuned {loop.source} -> animal-mnist{earlier}: accuracy {run.get('accuracy') or 0:.3f}, "
-        f"forgetting of the source task {run.get('forgetting') or 0:.3f}, run {run.get('run_id')}"
+        f"fine-tuned {loop.source} -> {DEMO_TARGET} with auto settings{earlier}: accuracy "
+        f"{run.get('accuracy') or 0:.3f}, forgetting of the source task "
+        f"{'not measured' if forgetting is None else f'{forgetting:.3f}'}, run {run.get('run_id')}"
     )
+    if loop.learned:
+        console.print(
+            f"GNN scorer {loop.learned} trained on the new outcome (the next ranking learns from it)"
+        )
+    if loop.report_dir is not None:
+        console.print(f"report: {loop.report_dir / 'report.html'} (also report.md, report.json)")
+    if loop.report_note:
+        console.print(f"note: {loop.report_note}", style="yellow")
+    if loop.tuned_model:
+        console.print(reaches_table(f"$ kgraft lineage {loop.tuned_model}", loop.tuned_model, loop.lineage))
     start = result.lineage_of
     console.print(reaches_table(f"$ kgraft lineage {start}", start, result.lineage))
     console.print(reaches_table(f"$ kgraft bias {start}", start, result.biases, bias=True))
@@ -587,7 +612,7 @@ def finetune(
             from transfer.source_choice import choose_source
 
             with err_console.status(f"ranking sources for {target_id}"):
-                pick = choose_source(store, target_id)
+                pick = choose_source(store, target_id, probe_missing=True, work_dir=Path(".kgraft/probes"))
             source_id, compatibility, uncertainty = pick.model_id, pick.compatibility, pick.uncertainty
             console.print(f"source: {source_id}: {pick.reason()}", style="cyan")
             for fact in pick.facts[:2]:

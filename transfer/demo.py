@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kg import GraphStore
 from kg.lineage import Reach, ancestors, biases_reaching
@@ -134,6 +135,7 @@ def register_demo_data(store: GraphStore, step: Callable[[str], None] = lambda _
 
 
 ZOO_SOURCES = ["fashion-mnist", "animal-mnist", "digits", "fashion-mnist-rot90", "fashion-mnist-imbalanced"]
+SMALL_ZOO_SOURCES = ["fashion-mnist", "digits"]
 
 
 def build_zoo(
@@ -141,11 +143,15 @@ def build_zoo(
     result: DemoResult,
     out_dir: Path,
     progress: Callable[[str, int, int], None] | None = None,
+    sources: list[str] | None = None,
 ) -> list[str]:
-    """Pretrain the demo zoo on the registered data (cached) and record it, with ccexam's models."""
+    """Pretrain the demo zoo on the registered data (cached) and record it, with ccexam's models.
+
+    ``sources`` names the datasets to pretrain on (default ``ZOO_SOURCES``)."""
     from transfer.zoo_graph import build_and_register_demo_zoo, register_ccexam
 
-    datasets = {result.datasets[name]: result.loaded[result.datasets[name]] for name in ZOO_SOURCES}
+    names = ZOO_SOURCES if sources is None else sources
+    datasets = {result.datasets[name]: result.loaded[result.datasets[name]] for name in names}
     records = build_and_register_demo_zoo(store, datasets, out_dir, progress=progress)
     records += register_ccexam(store)
     result.models = [r.id for r in records]
@@ -155,58 +161,191 @@ def build_zoo(
 DEMO_SOURCE_DATA = "fashion-mnist"
 DEMO_PROBES = ["fashion-mnist-rot90", "fashion-mnist-tops", "animal-mnist"]
 DEMO_TARGET = "animal-mnist"
+DEMO_AGENT = "kgraft demo"
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """How much work the loop does: the full demo, or ``small`` (fewer probes, samples and epochs)."""
+
+    small: bool = False
+
+    @property
+    def probes(self) -> list[str]:
+        """Targets the Fashion-MNIST source is probed on before the report."""
+        return [DEMO_TARGET] if self.small else DEMO_PROBES
+
+    @property
+    def probe_samples(self) -> int:
+        return 200 if self.small else 500
+
+    @property
+    def epochs(self) -> int:
+        return 1 if self.small else 2
+
+    @property
+    def zoo_sources(self) -> list[str]:
+        return SMALL_ZOO_SOURCES if self.small else ZOO_SOURCES
 
 
 @dataclass
 class LoopResult:
-    """Probe and fine-tuning outcomes of the demo."""
+    """What the loop did after the zoo: probes, scorer, report, fine-tuning run, what the scorer learned."""
 
     source: str
     probes: list = field(default_factory=list)
     run: dict | None = None
     reused_run: bool = False
+    scorer: str = ""
+    scorer_trained: str | None = None
+    """Why the scorer was trained before the report (``None``: an up-to-date one was reused)."""
+    choice: Any = None
+    """``transfer.source_choice.SourceChoice`` of the target."""
+    report_dir: Path | None = None
+    report_note: str | None = None
+    decisions: list = field(default_factory=list)
+    learned: str | None = None
+    """The scorer retrained on the new outcome, when a new run was recorded."""
+    tuned_model: str | None = None
+    lineage: list[Reach] = field(default_factory=list)
 
 
-def probe_and_finetune(
-    store: GraphStore, out_dir: Path, step: Callable[[str], None] = lambda _: None, epochs: int = 2
-) -> LoopResult:
-    """Probe the Fashion-MNIST source on three targets, then fine-tune it on Animal-MNIST (fastai preset)
-    and record the run; a finished run of the same pair and preset is reused, so reruns stay fast."""
-    from ontology.vocab import Label
-    from transfer.finetune.engine import finetune
-    from transfer.finetune.settings import settings_for
-    from transfer.probe.run import probe
+def ensure_scorer(store: GraphStore, out_dir: Path) -> tuple[str, str | None]:
+    """The id of an up-to-date GNN scorer, training one when there is none or it is stale; returns
+    (scorer id, why it was trained or ``None``)."""
+    from gnn.builder import build_hetero
+    from gnn.scores import stale_message
+    from gnn.train import latest_scorer, train_scorer
+
+    info = latest_scorer(store)
+    if info is None:
+        why = "no scorer yet"
+    else:
+        why = stale_message(info, build_hetero(store)[0])
+        if why is None:
+            return info.id, None
+    return train_scorer(store, out_dir, seed=0).id, why
+
+
+def _finished_auto_run(store: GraphStore, target: str) -> dict | None:
+    """The newest finished auto run on ``target``, or ``None``."""
+    rows = store.query(
+        "MATCH (s:Model)-[t:TRANSFERRED_TO]->(:Dataset {id: $d}) WHERE t.preset = $p "
+        "RETURN s.id AS source, t.accuracy AS accuracy, t.forgetting AS forgetting, t.activity AS run_id "
+        "ORDER BY run_id DESC LIMIT 1",
+        {"d": target, "p": "auto"},
+    )
+    return rows[0] if rows else None
+
+
+def _source_data(store: GraphStore, source: str) -> tuple[ImageDataset | None, str | None]:
+    """The source model's pretraining data when the graph can rebuild it (for the forgetting figure)."""
     from transfer.register import materialise
+
+    rows = store.query(
+        "MATCH (:Model {id: $id})-[:TRAINED_ON]->(d:Dataset) RETURN d.id AS id", {"id": source}
+    )
+    if not rows:
+        return None, None
+    try:
+        return materialise(store, rows[0]["id"]), rows[0]["id"]
+    except Exception:  # external pretraining data (ccexam's MNIST, USPS, SVHN): no forgetting figure
+        return None, None
+
+
+def finetune_auto(
+    store: GraphStore, source: str, target: str, choice: Any, out_dir: Path, epochs: int
+) -> tuple[dict, list]:
+    """Fine-tune ``source`` on ``target`` with the policy's settings (fed the choice's compatibility and
+    uncertainty) and record the run; returns the run summary and the policy's decisions."""
+    from transfer.finetune.engine import finetune
+    from transfer.policy import inputs_from_graph, recommend_settings
+    from transfer.register import materialise, slug
     from transfer.zoo.record import ModelRecord
 
-    (row,) = store.query(
-        "MATCH (m:Model)-[:TRAINED_ON]->(:Dataset {id: $d}) WHERE m.kind = $kind RETURN m.id AS id LIMIT 1",
-        {"d": DEMO_SOURCE_DATA, "kind": "classifier"},
+    settings, decisions = recommend_settings(
+        inputs_from_graph(
+            store,
+            source,
+            target,
+            epochs=epochs,
+            compatibility=choice.compatibility,
+            uncertainty=choice.uncertainty,
+        )
     )
-    loop = LoopResult(row["id"])
-    for target in DEMO_PROBES:
-        step(f"probe {loop.source} on {target}")
-        loop.probes.append(probe(store, loop.source, target, n=500, out_dir=out_dir / "probes"))
-    done = store.query(
-        "MATCH (:Model {id: $s})-[t:TRANSFERRED_TO]->(:Dataset {id: $d}) WHERE t.preset = $p "
-        "RETURN t.accuracy AS accuracy, t.forgetting AS forgetting, t.activity AS run_id LIMIT 1",
-        {"s": loop.source, "d": DEMO_TARGET, "p": "fastai"},
-    )
-    if done:
-        loop.run, loop.reused_run = done[0], True
-        return loop
-    step(f"fine-tune {loop.source} on {DEMO_TARGET} (fastai preset, {epochs} epochs)")
-    record = ModelRecord.from_properties(store.node(Label.MODEL, loop.source))
+    source_ds, source_ds_id = _source_data(store, source)
     result = finetune(
-        record,
-        materialise(store, DEMO_TARGET),
-        settings_for("fastai", epochs=epochs),
-        out_dir=out_dir / "runs" / "demo-fashion-to-animal",
+        ModelRecord.from_properties(store.node(Label.MODEL, source)),
+        materialise(store, target),
+        settings,
+        out_dir=out_dir / f"{slug(source)}--{slug(target)}--auto",
         store=store,
-        target_id=DEMO_TARGET,
-        source_dataset=materialise(store, DEMO_SOURCE_DATA),
-        source_dataset_id=DEMO_SOURCE_DATA,
+        target_id=target,
+        source_dataset=source_ds,
+        source_dataset_id=source_ds_id,
     )
     summary = result.summary()
-    loop.run = {k: summary.get(k) for k in ("accuracy", "forgetting", "run_id")}
+    return {k: summary.get(k) for k in ("accuracy", "forgetting", "run_id")}, decisions
+
+
+def run_loop(
+    store: GraphStore,
+    out_dir: Path,
+    options: LoopOptions = LoopOptions(),
+    step: Callable[[str], None] = lambda _: None,
+) -> LoopResult:
+    """The loop after the zoo: probe, train the scorer if none or stale, write the report for the demo
+    target, fine-tune its chosen source with auto settings and record it, then let the scorer learn from
+    the new outcome. A finished auto run on the target is reused, so reruns stay fast and leave the
+    graph as it was. ``out_dir`` (``.kgraft``) receives probes, scorers, reports and runs."""
+    from transfer.probe.run import probe
+    from transfer.source_choice import choose_source
+
+    (row,) = store.query(
+        "MATCH (m:Model)-[:TRAINED_ON]->(:Dataset {id: $d}) WHERE m.kind = $kind AND m.source = $src "
+        "RETURN m.id AS id LIMIT 1",
+        {"d": DEMO_SOURCE_DATA, "kind": "classifier", "src": "kgraft-demo"},
+    )
+    loop = LoopResult(row["id"])
+    for target in options.probes:
+        step(f"probe {loop.source} on {target}")
+        loop.probes.append(
+            probe(store, loop.source, target, n=options.probe_samples, out_dir=out_dir / "probes")
+        )
+    step("GNN scorer")
+    loop.scorer, loop.scorer_trained = ensure_scorer(store, out_dir / "scorers")
+    step(f"report for {DEMO_TARGET}")
+    report_dir = out_dir / "reports" / DEMO_TARGET
+    done = _finished_auto_run(store, DEMO_TARGET)
+    choice = choose_source(
+        store,
+        DEMO_TARGET,
+        probe_missing=done is None,
+        work_dir=out_dir / "probes",
+        report_dir=report_dir,
+        source=done["source"] if done else None,  # report again on the pair already fine-tuned
+    )
+    loop.choice = choice
+    if choice.report_paths is not None:
+        loop.report_dir = report_dir
+    else:
+        loop.report_note = "the report package (transfer.report) is not installed: no report written"
+    if done:
+        loop.source, loop.run, loop.reused_run = done["source"], done, True
+    else:
+        loop.source = choice.model_id
+        step(f"fine-tune {loop.source} on {DEMO_TARGET} (auto settings, {options.epochs} epochs)")
+        loop.run, loop.decisions = finetune_auto(
+            store, loop.source, DEMO_TARGET, choice, out_dir / "runs", options.epochs
+        )
+        step("GNN scorer learns from the new outcome")
+        learned = ensure_scorer(store, out_dir / "scorers")[0]
+        loop.learned = learned if learned != loop.scorer else None
+    tuned = store.query(
+        "MATCH (m:Model)-[:GENERATED_BY]->(:Activity {id: $run}) RETURN m.id AS id",
+        {"run": loop.run["run_id"]},
+    )
+    if tuned:
+        loop.tuned_model = tuned[0]["id"]
+        loop.lineage = ancestors(store, Label.MODEL, loop.tuned_model)
     return loop
