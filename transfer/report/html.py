@@ -13,6 +13,7 @@ from transfer.report.text import (
     compatibility_text,
     estimator_columns,
     fmt,
+    p_value,
     pct,
     setting_value,
 )
@@ -27,6 +28,7 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0}th,td{border:1px soli
 text-align:left;vertical-align:top}th{background:#f9fafb}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.chosen td{background:#eff6ff;font-weight:600}.muted{color:#6b7280;font-size:12px}
 code{background:#f3f4f6;padding:1px 4px;border-radius:3px;font-size:12px}
+.row{display:flex;gap:28px;flex-wrap:wrap;align-items:flex-start}#generality-curve{max-width:580px}
 .bias{margin:10px 0 18px}.bias svg{max-width:100%;height:auto}.pill{display:inline-block;padding:0 6px;
 border-radius:8px;font-size:12px;background:#fee2e2}
 """
@@ -90,7 +92,7 @@ def _shift(document: dict[str, Any]) -> str:
     tests = "".join(
         f'<tr class="test"><td>{_esc(t["name"])}<div class="muted">{_esc(t.get("description"))}</div></td>'
         f'<td>{_esc(t["level"])}</td><td class="num">{fmt(t["statistic"])}</td>'
-        f'<td class="num">{fmt(t["p_value"])}</td><td>{_esc(t["verdict"] or "-")}</td></tr>'
+        f'<td class="num">{p_value(t["p_value"])}</td><td>{_esc(t["verdict"] or "-")}</td></tr>'
         for t in shift["tests"]
     )
     turn = shift["freeze_cut"]
@@ -107,10 +109,11 @@ def _shift(document: dict[str, Any]) -> str:
         '<section id="shift"><h2>Shift analysis</h2>'
         f"<p>Shift type: <strong>{_esc(shift['shift_type'] or 'unknown')}"
         f'</strong> <span class="muted">({_code(shift["status"])}; α = {shift.get("alpha", 0.05)})</span></p>'
+        '<div class="row"><div>'
         f"<table><thead><tr><th>test</th><th>level</th><th>statistic</th><th>p-value</th><th>verdict</th></tr>"
-        f'</thead><tbody>{tests}</tbody></table><div id="generality-curve">'
+        f'</thead><tbody>{tests}</tbody></table></div><div id="generality-curve">'
         f"<h3>Layer-wise generality</h3>{curve}"
-        f"</div></section>"
+        f"</div></div></section>"
     )
 
 

@@ -9,6 +9,7 @@ from transfer.report.text import (
     compatibility_text,
     estimator_columns,
     fmt,
+    p_value,
     pct,
     setting_value,
 )
@@ -69,7 +70,7 @@ def render_markdown(document: dict[str, Any]) -> str:
             *_table(
                 ["test", "level", "statistic", "p-value", "verdict"],
                 [
-                    [t["name"], t["level"], fmt(t["statistic"]), fmt(t["p_value"]), t["verdict"] or "-"]
+                    [t["name"], t["level"], fmt(t["statistic"]), p_value(t["p_value"]), t["verdict"] or "-"]
                     for t in shift["tests"]
                 ],
             ),

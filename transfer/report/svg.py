@@ -65,7 +65,7 @@ def curve_svg(
         parts.append(_polyline(general, "generality", "#2563eb"))
     if probe:
         parts.append(_polyline(probe, "linear-probe", "#16a34a", "5,4"))
-    if turning_point is not None and len(groups) > 1:
+    if turning_point is not None and len(groups) > 1 and turning_point < max(groups):
         cx = x(turning_point + 0.5)
         parts.append(
             f'<g class="turning-point"><line x1="{cx:.1f}" x2="{cx:.1f}" y1="{top}" y2="{top + plot_h}" '

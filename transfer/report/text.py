@@ -15,6 +15,15 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def p_value(value: float | None) -> str:
+    """A p-value: scientific when tiny, ``< 1e-300`` when it underflowed to zero, ``-`` for none."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return "< 1e-300"
+    return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
+
+
 def pct(value: float | None) -> str:
     """A share as a percentage, ``unknown`` for none."""
     return "unknown" if value is None else f"{value:.0%}"
