@@ -324,6 +324,16 @@ def test_library_bad_input(graph, tmp_path) -> None:
     (keep / "notes.txt").write_text("mine")
     model = graph["models"][0]
     with open_store(uri) as store:
+        # a failed rewrite leaves the earlier report as it was
+        kept = write_report(store, TARGET, out_dir=tmp_path / "old", probe_missing=False)
+        before = kept.json.read_bytes()
+        with pytest.raises(ReportError, match="unknown source model"):
+            write_report(store, TARGET, "no-such-model", out_dir=kept.dir)
+        assert kept.json.read_bytes() == before and sorted(p.name for p in kept.dir.iterdir()) == [
+            "report.html",
+            "report.json",
+            "report.md",
+        ]
         with pytest.raises(ReportError, match="holds other files, not a report"):
             write_report(store, TARGET, out_dir=keep, probe_missing=False)
         assert [p.name for p in keep.iterdir()] == ["notes.txt"]
@@ -346,7 +356,7 @@ def test_library_bad_input(graph, tmp_path) -> None:
             build_report(store, TARGET, probe_missing=False)
         with pytest.raises(ReportError, match="unknown target dataset"):
             build_report(store, "no-such-data")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["g", "mine"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g", "mine", "old"]
 
 
 # ----------------------------------------------------------------------------- Neo4j
