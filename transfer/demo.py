@@ -1,11 +1,16 @@
-"""``kgraft demo``: from an empty embedded store to a recorded loop on bundled real data.
+"""``kgraft demo``: from an empty store to a finished loop on bundled real data.
 
-Steps so far: register the bundled datasets (Fashion-MNIST, Animal-MNIST, scikit-learn digits) with
-their profiles, WordNet concepts, domains and known biases; derive controlled variants (rotation,
-inversion, blur, class subset, class imbalance) with lineage; pretrain a small-CNN zoo on five of
-them and record it beside ccexam's published MNIST/USPS/SVHN models; answer a lineage and a bias
-query. Rerunning is
-idempotent: identical content is recognised by checksum and only updated in place.
+Register the bundled datasets (Fashion-MNIST, Animal-MNIST, scikit-learn digits) with their profiles,
+WordNet concepts, domains and known biases; derive controlled variants (rotation, inversion, blur,
+class subset, class imbalance) with lineage; pretrain a small-CNN zoo on five of them and record it
+beside ccexam's published MNIST/USPS/SVHN models; probe; train the GNN scorer (if none or stale); write
+the suitability report for Animal-MNIST; fine-tune the report's source with ``auto`` settings and
+record the run; retrain the scorer on the new outcome; answer lineage and bias queries.
+
+Rerunning is fast and idempotent: identical content is recognised by checksum and updated in place,
+the zoo is cached, an up-to-date scorer is reused and a finished auto run on the target is reused (the
+report is written again on that pair). ``LoopOptions(small=True)`` (``demo --small``) pretrains two zoo
+models, probes once on fewer samples and fine-tunes for one epoch.
 """
 
 from __future__ import annotations
