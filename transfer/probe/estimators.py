@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -159,40 +158,19 @@ def _all_finite(x: Tensor) -> bool:
 def _gram(x: Tensor) -> Tensor:
     """``x.T @ x`` (D, D) for ``x`` (N, D), symmetric, in x's dtype.
 
-    CPU: BLAS ``syrk`` (half a GEMM) through SciPy's OpenBLAS, which ran the product 1.5-2x faster
-    than torch's MKL on our AMD CPUs. Long inputs are cut into row blocks, one ``syrk`` per block on
-    its own Python thread with a one-thread BLAS (``torch.get_num_threads()`` blocks at most), and
-    the blocks' Grams summed: coarse blocks need no lock-step between threads, so a core taken by
-    another process slows the product by at most its share instead of stalling every BLAS step.
+    CPU: one BLAS ``syrk`` (half a GEMM) through SciPy's OpenBLAS on its own threads, which ran the
+    product 1.5-2x faster than torch's MKL on our AMD CPUs. (Splitting the rows over Python threads
+    does not help: SciPy's BLAS wrappers hold the GIL, so the blocks ran one after another.)
     """
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return x.T @ x
     a = x.detach().contiguous().numpy()
     syrk = blas.ssyrk if x.dtype == torch.float32 else blas.dsyrk
-    n = a.shape[0]
-    blocks = max(1, min(torch.get_num_threads(), n // _MIN_GRAM_ROWS, 8))
-    bounds = [n * i // blocks for i in range(blocks + 1)]
-
-    def upper(lo: int, hi: int) -> np.ndarray:
-        # a[lo:hi].T is Fortran-ordered, so no copy; syrk fills the upper triangle of a zeroed matrix
-        return syrk(1.0, a[lo:hi].T, trans=0, lower=0)
-
-    with _one_blas_thread():
-        if blocks == 1:
-            total = upper(0, n)
-        else:
-            with ThreadPoolExecutor(max_workers=blocks) as pool:
-                parts = list(pool.map(upper, bounds[:-1], bounds[1:]))
-            total = parts[0]
-            for part in parts[1:]:
-                total += part
-    full = torch.from_numpy(total)
+    # a.T is Fortran-ordered, so no copy; syrk fills the upper triangle of a zeroed matrix
+    full = torch.from_numpy(syrk(1.0, a.T, trans=0, lower=0))
     full = full + full.T
     full.diagonal().mul_(0.5)
     return full
-
-
-_MIN_GRAM_ROWS = 2048  # fewer rows per block than this and the threads cost more than they save
 
 
 @contextmanager
