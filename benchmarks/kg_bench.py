@@ -96,8 +96,10 @@ def main() -> None:
         f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}\n"
     )
-    print("| graph | store | elements | bulk load | elements/s | depth-10 ancestors p50 | p95 "
-          "| mean ancestors |")
+    print(
+        "| graph | store | elements | bulk load | elements/s | depth-10 ancestors p50 | p95 "
+        "| mean ancestors |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     n_models = args.nodes - int(args.nodes * 0.8)
     for shape in ("tree", "dense") if args.shape == "both" else (args.shape,):

@@ -396,9 +396,19 @@ def test_croissant_distribution_download_fails_clearly_offline(tmp_path, monkeyp
 
     monkeypatch.setattr(croissant, "CACHE", tmp_path)
     monkeypatch.setattr(croissant, "TIMEOUT_S", 3)
-    meta = {"@type": "sc:Dataset", "name": "tiny", "distribution": [
-        {"@type": "cr:FileObject", "name": "imgs", "contentUrl": "https://example.invalid/tiny.zip",
-         "encodingFormat": "application/zip", "sha256": "0" * 64}]}
+    meta = {
+        "@type": "sc:Dataset",
+        "name": "tiny",
+        "distribution": [
+            {
+                "@type": "cr:FileObject",
+                "name": "imgs",
+                "contentUrl": "https://example.invalid/tiny.zip",
+                "encodingFormat": "application/zip",
+                "sha256": "0" * 64,
+            }
+        ],
+    }
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps(meta))
     with pytest.raises(DataError, match=r"cannot download https://example\.invalid/tiny\.zip"):
