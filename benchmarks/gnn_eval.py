@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_name  # benchmarks/machine.py: run these scripts as files
 
 from gnn.builder import PairContext, build_hetero
 from gnn.evaluate import LotoResult, loto
@@ -46,14 +47,7 @@ D, M = Label.DATASET, Label.MODEL
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     return (
         f"{platform.node()}: {cpu}, {os.cpu_count()} cores (load {load:.1f} at start), "

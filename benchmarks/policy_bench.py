@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_name  # benchmarks/machine.py: run these scripts as files
 
 from kg import open_store
 from ontology.vocab import Label
@@ -55,12 +55,7 @@ SETTINGS = ("auto", "fastai", "full", "linear-probe")
 
 def machine() -> str:
     """CPU model, core count, load average and torch threads."""
-    cpu = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_name()
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     threads = torch.get_num_threads()
     return f"{cpu}, {os.cpu_count()} CPUs (load {load}), torch {torch.__version__}, {threads} thread(s)"

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from machine import cpu_name  # benchmarks/machine.py: run these scripts as files
 
 from transfer.probe.estimators import (
     _check,
@@ -47,18 +48,8 @@ def make_features(samples: int, dims: int, classes: int, seed: int = 0) -> tuple
 
 
 def processor_name() -> str:
-    """``platform.processor()``, or on Linux (where it is often empty) the CPU model from /proc/cpuinfo."""
-    name = platform.processor()
-    if name and name != platform.machine():
-        return name
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
-    except OSError:
-        pass
-    return name or platform.machine()
+    """The CPU model and the architecture."""
+    return f"{cpu_name()} ({platform.machine()})"
 
 
 def load_average() -> float:

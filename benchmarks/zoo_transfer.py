@@ -37,6 +37,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from machine import cpu_name  # benchmarks/machine.py: run these scripts as files
 
 from gnn.builder import ESTIMATOR_KINDS, build_hetero
 from gnn.evaluate import LotoResult, loto
@@ -58,11 +59,7 @@ AGENT = "kgraft zoo_transfer benchmark"
 
 
 def machine() -> str:
-    cpu = platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_name()
     load = os.getloadavg()
     return (
         f"{cpu}, {os.cpu_count()} cores, load {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}, "
