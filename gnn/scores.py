@@ -315,6 +315,21 @@ def bias_risk(store: GraphStore, ctx: ScoringContext, model: int, target: int) -
     return Score(float(1.0 - keep), None, ordered)
 
 
+def pair_compatibility(
+    store: GraphStore, target_dataset_id: str, model_id: str, *, scorer_id: str | None = None
+) -> tuple[Score, str] | None:
+    """The compatibility of one source with a target (id or name) and its basis, as ``recommend`` ranks
+    it, without the shift and bias risks it adds per model; ``None`` when the model is not in the
+    scorer's graph."""
+    ctx = scoring_context(store, scorer_id)
+    target = _target_row(store, ctx.maps, target_dataset_id)
+    row = ctx.maps.index["model"].get(model_id)
+    if row is None:
+        return None
+    scores, _, basis = compatibility(ctx, target, np.arange(ctx.data["model"].num_nodes))
+    return scores[row], basis
+
+
 # ----------------------------------------------------------------------------- recommend
 
 

@@ -291,8 +291,6 @@ def demo(
         )
     if loop.report_dir is not None:
         console.print(f"report: {loop.report_dir / 'report.html'} (also report.md, report.json)")
-    if loop.report_note:
-        console.print(f"note: {loop.report_note}", style="yellow")
     if loop.tuned_model:
         console.print(reaches_table(f"$ kgraft lineage {loop.tuned_model}", loop.tuned_model, loop.lineage))
     start = result.lineage_of

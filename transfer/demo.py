@@ -207,7 +207,6 @@ class LoopResult:
     choice: Any = None
     """``transfer.source_choice.SourceChoice`` of the target."""
     report_dir: Path | None = None
-    report_note: str | None = None
     decisions: list = field(default_factory=list)
     learned: str | None = None
     """The scorer retrained on the new outcome, when a new run was recorded."""
@@ -331,10 +330,7 @@ def run_loop(
         source=done["source"] if done else None,  # report again on the pair already fine-tuned
     )
     loop.choice = choice
-    if choice.report_paths is not None:
-        loop.report_dir = report_dir
-    else:
-        loop.report_note = "the report package (transfer.report) is not installed: no report written"
+    loop.report_dir = report_dir
     if done:
         loop.source, loop.run, loop.reused_run = done["source"], done, True
     else:

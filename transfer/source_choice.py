@@ -9,19 +9,19 @@ the choice is the best-ranked candidate that can actually be fine-tuned here:
 * not already trained on the target itself (that is no transfer: fine-tuned copies of earlier runs on
   this target would otherwise win their own ranking).
 
-When the report package (``transfer.report``) is present, ``choose_source`` builds the report and takes
-its ``chosen_source`` so that what the report recommends and what ``finetune`` trains cannot differ.
+``choose_source`` builds the report and takes its ``chosen_source``, so that what the report recommends
+and what ``finetune`` trains cannot differ; the test itself is ``transfer.report.ranking.not_finetunable``.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from kg import GraphStore
 from kg.errors import KgError
-from ontology.vocab import Label
+from transfer.report.ranking import not_finetunable
+from transfer.report.values import number
 
 
 class NoCandidateSource(KgError):
@@ -56,44 +56,6 @@ class SourceChoice:
         return f"rank {self.rank} of the scorer's ranking, {score} (basis: {self.basis})"
 
 
-def _number(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(out) else out
-
-
-def not_finetunable(store: GraphStore, model_id: str, target_id: str | None = None) -> str | None:
-    """Why ``model_id`` cannot be a fine-tuning source (for ``target_id``), or ``None`` when it can."""
-    from transfer.zoo.loading import checkpoint_path
-    from transfer.zoo.record import ModelRecord, ZooError
-
-    props = store.node(Label.MODEL, model_id)
-    if props is None:
-        return "not in the graph"
-    kind = props.get("kind") or "classifier"
-    if kind != "classifier":
-        return f"a {kind}, not a classifier"
-    try:
-        record = ModelRecord.from_properties(props)
-        path = checkpoint_path(record)
-    except ZooError as exc:
-        return str(exc).rstrip(".")
-    if not path.is_file():
-        return f"its checkpoint {path} is missing"
-    if target_id is not None:
-        rows = store.query(
-            "MATCH (:Model {id: $m})-[:TRAINED_ON]->(d:Dataset {id: $d}) RETURN d.id AS id",
-            {"m": model_id, "d": target_id},
-        )
-        if rows:
-            return "already trained on the target itself"
-    return None
-
-
 def _from_recommendations(store: GraphStore, target_id: str, recs: list[Any]) -> SourceChoice | None:
     skipped: list[tuple[str, str]] = []
     for rec in recs:
@@ -104,8 +66,8 @@ def _from_recommendations(store: GraphStore, target_id: str, recs: list[Any]) ->
         return SourceChoice(
             model_id=rec.model_id,
             rank=rec.rank,
-            compatibility=_number(rec.compatibility),
-            uncertainty=_number(rec.uncertainty),
+            compatibility=number(rec.compatibility),
+            uncertainty=number(rec.uncertainty),
             basis=rec.basis,
             facts=tuple(rec.facts.get("compatibility", ())),
             skipped=tuple(skipped),
@@ -157,28 +119,18 @@ def pair_score(
     graph holds no scorer (the policy then uses its defaults)."""
     import warnings
 
-    from gnn.scores import StaleScorerWarning, recommend
+    from gnn.scores import StaleScorerWarning, pair_compatibility
     from gnn.train import latest_scorer
 
     if scorer_id is None and latest_scorer(store) is None:
         return None, None, None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StaleScorerWarning)
-        recs = recommend(store, target_id, top=1_000_000, scorer_id=scorer_id)
-    for rec in recs:
-        if rec.model_id == source_id:
-            return _number(rec.compatibility), _number(rec.uncertainty), rec.basis
-    return None, None, None
-
-
-def _report_api() -> tuple[Any, Any, Any] | None:
-    """``(build_report, write_report, chosen_source)`` of the report package, or ``None`` while it is not
-    installed."""
-    try:
-        from transfer.report import build_report, chosen_source, write_report
-    except ImportError:
-        return None
-    return build_report, write_report, chosen_source
+        found = pair_compatibility(store, target_id, source_id, scorer_id=scorer_id)
+    if found is None:
+        return None, None, None
+    score, basis = found
+    return number(score.value), number(score.uncertainty), basis
 
 
 def _report_row(document: dict[str, Any], model_id: str) -> dict[str, Any]:
@@ -192,36 +144,23 @@ def choose_source(
     *,
     top: int = 10,
     scorer_id: str | None = None,
-    use_report: bool = True,
     probe_missing: bool = False,
     work_dir: Any = None,
     report_dir: Any = None,
     source: str | None = None,
 ) -> SourceChoice:
-    """The source ``--source auto`` fine-tunes, with the report on it when the report package is present.
+    """The source ``--source auto`` fine-tunes, with the suitability report on it.
 
-    The report picks the best-ranked candidate whose checkpoint loads; it does not know that a model
-    already trained on the target (or a non-classifier) is no source to fine-tune. When the scorer's
-    ranking puts such a model first, the report is built on this module's choice instead (``source=``),
-    so the report's ``chosen_source`` and the model fine-tuned are always the same; the document travels
-    in ``SourceChoice.report``. With ``report_dir`` the report is also written there (JSON, Markdown,
+    The report chooses by the same ranking and the same test (``not_finetunable``) as
+    ``rank_sources``, which runs first so that a graph with nothing to fine-tune fails with the reasons
+    per model; the report's ``chosen_source`` is what is fine-tuned, and the document travels in
+    ``SourceChoice.report``. With ``report_dir`` the report is also written there (JSON, Markdown,
     HTML, atomically) and its paths travel in ``SourceChoice.report_paths``. A given ``source`` (an
     earlier choice to report on again) is taken as it is.
     """
-    if source is not None:
-        compatibility, uncertainty, basis = pair_score(store, source, target_id, scorer_id=scorer_id)
-        ranked = SourceChoice(source, 0, compatibility, uncertainty, basis or "unscored")
-    else:
-        ranked = rank_sources(store, target_id, top=top, scorer_id=scorer_id)
-    api = _report_api() if use_report else None
-    if api is None:
-        return ranked
-    build_report, write_report, chosen_source = api
-    report_would_differ = any(
-        why.startswith("already trained") or why.endswith("not a classifier") for _, why in ranked.skipped
-    )
-    if report_would_differ or source is not None:
-        source = ranked.model_id
+    from transfer.report import build_report, chosen_source, write_report
+
+    ranked = rank_sources(store, target_id, top=top, scorer_id=scorer_id) if source is None else None
     options = {"top": top, "scorer_id": scorer_id, "probe_missing": probe_missing, "work_dir": work_dir}
     paths = None
     if report_dir is None:
@@ -230,20 +169,17 @@ def choose_source(
         paths = write_report(store, target_id, source, out_dir=report_dir, **options)
         document = paths.document
     chosen = chosen_source(document)
-    if chosen != ranked.model_id:  # the two filters disagree in a way not foreseen: trust the report's pick
-        why = not_finetunable(store, chosen, target_id)
-        if why:
-            raise NoCandidateSource(f"the report recommends {chosen}, which is {why}.")
     row = _report_row(document, chosen)
+    same = ranked is not None and ranked.model_id == chosen
     return SourceChoice(
         model_id=chosen,
-        rank=int(row.get("rank") or ranked.rank),
-        compatibility=_number(row.get("compatibility")),
-        uncertainty=_number(row.get("uncertainty")),
-        basis=str(row.get("basis") or ranked.basis),
-        facts=tuple((row.get("facts") or {}).get("compatibility", ranked.facts)),
-        skipped=ranked.skipped if chosen == ranked.model_id else (),
-        notes=ranked.notes,
+        rank=int(row["rank"]),
+        compatibility=number(row.get("compatibility")),
+        uncertainty=number(row.get("uncertainty")),
+        basis=str(row.get("basis")),
+        facts=tuple((row.get("facts") or {}).get("compatibility", ())),
+        skipped=ranked.skipped if same else (),
+        notes=ranked.notes if ranked is not None else (),
         report=document,
         report_paths=paths,
     )

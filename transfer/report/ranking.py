@@ -18,7 +18,6 @@ from kg.store import GraphStore
 from ontology.vocab import Label
 from transfer.report.errors import ReportError
 from transfer.report.values import number
-from transfer.source_choice import not_finetunable
 
 ALL = 1_000_000
 
@@ -74,6 +73,34 @@ def checkpoint_problem(store: GraphStore, model_id: str) -> str | None:
     return None
 
 
+def not_finetunable(store: GraphStore, model_id: str, target_id: str | None = None) -> str | None:
+    """Why ``model_id`` cannot be a fine-tuning source (for ``target_id``), or ``None`` when it can."""
+    from transfer.zoo.loading import checkpoint_path
+    from transfer.zoo.record import ModelRecord, ZooError
+
+    props = store.node(Label.MODEL, model_id)
+    if props is None:
+        return "not in the graph"
+    kind = props.get("kind") or "classifier"
+    if kind != "classifier":
+        return f"a {kind}, not a classifier"
+    try:
+        record = ModelRecord.from_properties(props)
+        path = checkpoint_path(record)
+    except ZooError as exc:
+        return str(exc).rstrip(".")
+    if not path.is_file():
+        return f"its checkpoint {path} is missing"
+    if target_id is not None:
+        rows = store.query(
+            "MATCH (:Model {id: $m})-[:TRAINED_ON]->(d:Dataset {id: $d}) RETURN d.id AS id",
+            {"m": model_id, "d": target_id},
+        )
+        if rows:
+            return "already trained on the target itself"
+    return None
+
+
 def candidate_row(rec: Recommendation, estimates: dict[str, dict[str, Any]], problem: str | None) -> dict:
     """One ranking row of the report document."""
     return {
@@ -105,8 +132,8 @@ def choose(
 
     An explicit source must be loadable (else ``ReportError`` naming the missing file). Without one,
     the best-ranked candidate that can be fine-tuned here is chosen, by the same test as ``kgraft
-    finetune --source auto`` (``transfer.source_choice.not_finetunable``: a classifier whose checkpoint
-    is on this machine, not already trained on the target itself).
+    finetune --source auto`` (``not_finetunable``: a classifier whose checkpoint is on this machine, not
+    already trained on the target itself).
     """
     if source_id is not None:
         problem = checkpoint_problem(store, source_id)
