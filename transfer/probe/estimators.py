@@ -56,6 +56,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.linalg
@@ -63,7 +64,7 @@ import scipy.optimize
 import torch
 from scipy.linalg import blas, get_lapack_funcs
 from scipy.sparse.linalg import LinearOperator, eigsh
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 from torch import Tensor
 
 __all__ = [
@@ -155,22 +156,33 @@ def _all_finite(x: Tensor) -> bool:
     return bool(torch.isfinite(x).all())  # the sum may also overflow on huge but finite values
 
 
-def _gram(x: Tensor) -> Tensor:
-    """``x.T @ x`` (D, D) for ``x`` (N, D), symmetric, in x's dtype.
+def _gram(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """``x.T @ x`` (D, D) for ``x`` (N, D), symmetric, in ``dtype`` (default: x's dtype).
 
     CPU: one BLAS ``syrk`` (half a GEMM) through SciPy's OpenBLAS on its own threads, which ran the
     product 1.5-2x faster than torch's MKL on our AMD CPUs. (Splitting the rows over Python threads
-    does not help: SciPy's BLAS wrappers hold the GIL, so the blocks ran one after another.)
+    does not help: SciPy's BLAS wrappers hold the GIL, so the blocks ran one after another.) The
+    triangle is mirrored straight into the output dtype, so a float64 result costs one D x D pass,
+    not a float32 copy and then a float64 one.
     """
+    dtype = dtype or x.dtype
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
-        return x.T @ x
+        return (x.T @ x).to(dtype)
     a = x.detach().contiguous().numpy()
     syrk = blas.ssyrk if x.dtype == torch.float32 else blas.dsyrk
     # a.T is Fortran-ordered, so no copy; syrk fills the upper triangle of a zeroed matrix
-    full = torch.from_numpy(syrk(1.0, a.T, trans=0, lower=0))
-    full = full + full.T
+    upper = torch.from_numpy(syrk(1.0, a.T, trans=0, lower=0))
+    full = upper.to(dtype, copy=True)
+    full += upper.T
     full.diagonal().mul_(0.5)
     return full
+
+
+@lru_cache(maxsize=1)
+def _blas_controller() -> ThreadpoolController:
+    """The BLAS libraries loaded in this process (NumPy's and SciPy's OpenBLAS), inspected once:
+    ``threadpool_limits`` walks every loaded library on each call, about 3 ms with torch loaded."""
+    return ThreadpoolController()
 
 
 @contextmanager
@@ -178,7 +190,7 @@ def _one_blas_thread() -> Iterator[None]:
     """Run SciPy's LAPACK on one thread: factorising a D x D matrix is largely memory-bound (the
     tridiagonal reduction is BLAS-2), and on a shared 2-core machine two BLAS threads waiting on
     each other made ``eigh`` up to 15x and ``cholesky`` 2.5x slower than one thread."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         yield
 
 
@@ -354,7 +366,7 @@ def _moments(features: Tensor, checked: _Checked) -> _Moments:
     return _Moments(
         x,
         mean[0].double(),
-        _gram(x).double(),
+        _gram(x, torch.float64),
         sums,
         checked.labels,
         checked.counts.double(),
@@ -698,7 +710,9 @@ def _largest_eigenvalue(sym: Tensor) -> float:
         return float(eigsh(operator, k=1, which="LA", v0=start, tol=1e-4, return_eigenvectors=False)[0])
 
 
-def _regularised_lda(s_w: Tensor, means: Tensor, shrinkage: float | None) -> tuple[Tensor, Tensor, float]:
+def _regularised_lda(
+    s_w: Tensor, means: Tensor, shrinkage: float | None, dtype: torch.dtype = torch.float64
+) -> tuple[Tensor, Tensor, float]:
     """Regularised Fisher discriminant: coefficients S^-1 mu_c (D, C), offsets -mu_c^T S^-1 mu_c / 2 (C,).
 
     ``s_w`` (D, D) float64 is sum_c prior_c cov_c (biased), and is overwritten with the shrunk
@@ -709,6 +723,11 @@ def _regularised_lda(s_w: Tensor, means: Tensor, shrinkage: float | None) -> tup
     log prior_c in the original space: once S is whitened, the directions the projection drops carry
     no difference between class means. So one Cholesky solve replaces the generalised
     eigenproblem, and gives exactly what SFDA's reference code computes with all the eigenvectors.
+
+    ``dtype`` is the precision the scatter was computed in: for float32 features (whose Gram product
+    already carries float32 rounding, and whose scores are taken against float32 coefficients) the
+    factorisation and solve run in float32, half the time of float64; when that factor does not
+    exist (S nearly singular in float32) it falls back to float64 with the jitter below.
     """
     d = s_w.shape[0]
     mean_variance = float(torch.trace(s_w)) / d
@@ -717,6 +736,11 @@ def _regularised_lda(s_w: Tensor, means: Tensor, shrinkage: float | None) -> tup
         shrinkage = max(math.exp(-5 * largest), 1e-10)
     shrunk = s_w.mul_(1 - shrinkage)  # in place (see above): D x D float64 copies cost page faults
     shrunk.diagonal().add_(shrinkage * mean_variance)
+    if dtype == torch.float32:
+        chol = _cholesky(shrunk.float())
+        if chol is not None:
+            coef = _cholesky_solve(chol, means.T.float().contiguous()).to(means.device).double()
+            return coef, -0.5 * (means * coef.T).sum(1), shrinkage
     chol = _cholesky(shrunk)
     # Rank-deficient S_W (N < D) with the 1e-10 floor can fail by rounding (float32 Grams especially):
     # add a jitter of D float32 epsilons times the mean variance (or, with no within-class variance
@@ -778,7 +802,7 @@ def _sfda_from_moments(m: _Moments) -> float:
     # Stage 1: the discriminant on the features themselves
     means = m.class_sums / counts[:, None]  # (C, D)
     s_w = _low_rank(means, counts[:, None] * means, x.dtype).sub_(m.gram).div_(-n)  # (X^T X - M^T N M) / n
-    coef, offset, shrinkage = _regularised_lda(s_w, means, None)
+    coef, offset, shrinkage = _regularised_lda(s_w, means, None, x.dtype)
     probs = torch.softmax(_matmul(x, coef.to(x.dtype)).double() + offset + log_priors, dim=1)
 
     # Stage 2: ConfMix, then the discriminant again with the same shrinkage
@@ -787,7 +811,7 @@ def _sfda_from_moments(m: _Moments) -> float:
     weight = a[:, None].to(x.dtype)
     z = x * weight  # rows a_i x_i, (N, D)
     sum_a = _class_sums(z, y, num_classes)  # sum_{i in c} a_i x_i, (C, D)
-    s_w_mixed = _gram(z).double()
+    s_w_mixed = _gram(z, torch.float64)
     sum_a2 = _class_sums(z.mul_(weight), y, num_classes)  # sum_{i in c} a_i^2 x_i; z is spent
     a_per_class = torch.zeros_like(counts).index_add_(0, y, a)  # sum_{i in c} a_i, (C,)
     a2_per_class = torch.zeros_like(counts).index_add_(0, y, a.square())
@@ -797,7 +821,7 @@ def _sfda_from_moments(m: _Moments) -> float:
     left = torch.cat([sum_a2, outer, shift_means])  # (3C, D)
     right = torch.cat([-outer, a2_per_class[:, None] * outer - sum_a2, -counts[:, None] * shift_means])
     s_w_mixed.add_(_low_rank(left, right, x.dtype)).div_(n)
-    coef, offset, _ = _regularised_lda(s_w_mixed, outer + shift_means, shrinkage)
+    coef, offset, _ = _regularised_lda(s_w_mixed, outer + shift_means, shrinkage, x.dtype)
     # x'_i^T coef = o_c^T coef + a_i (x_i^T coef - o_c^T coef)
     outer_scores = (outer @ coef)[y]
     scores = outer_scores + a[:, None] * (_matmul(x, coef.to(x.dtype)).double() - outer_scores)
