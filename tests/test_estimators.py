@@ -218,6 +218,22 @@ def test_sfda_matches_generalised_eigenproblem_reference(fisher_space_only: bool
     assert sfda(features.float(), labels) == pytest.approx(expected, rel=1e-4)  # float32 Gram products
 
 
+
+@pytest.mark.parametrize("rank", [48, 256], ids=["rank-deficient, shrinkage at its floor", "full rank"])
+def test_sfda_float32_factorisation_agrees_with_float64(rank: int) -> None:
+    """Float32 features take a float32 Cholesky; where S is too ill-conditioned for one (a rank-48
+    scatter in 256 dimensions at scale 10: exp(-5 lambda_max) is at its 1e-10 floor) it falls back
+    to float64, so the score stays that of the float64 computation to float32 accuracy."""
+    generator = torch.Generator().manual_seed(21)
+    labels = torch.randint(0, 10, (3000,), generator=generator)
+    basis = torch.randn(rank, 256, generator=generator, dtype=torch.float64)
+    latent = torch.randn(3000, rank, generator=generator, dtype=torch.float64)
+    latent += 0.5 * torch.randn(10, rank, generator=generator, dtype=torch.float64)[labels]
+    features = latent @ basis * 10
+    expected = sfda(features, labels, reduce=False)
+    assert 0.3 < expected < 0.999  # neither saturated nor trivial
+    assert sfda(features.float(), labels, reduce=False) == pytest.approx(expected, rel=1e-4)
+
 # ------------------------------------------------------------------------------------------ k-NN, probe
 
 
