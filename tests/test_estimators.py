@@ -218,7 +218,6 @@ def test_sfda_matches_generalised_eigenproblem_reference(fisher_space_only: bool
     assert sfda(features.float(), labels) == pytest.approx(expected, rel=1e-4)  # float32 Gram products
 
 
-
 @pytest.mark.parametrize("rank", [48, 256], ids=["rank-deficient, shrinkage at its floor", "full rank"])
 def test_sfda_float32_factorisation_agrees_with_float64(rank: int) -> None:
     """Float32 features take a float32 Cholesky; where S is too ill-conditioned for one (a rank-48
@@ -233,6 +232,7 @@ def test_sfda_float32_factorisation_agrees_with_float64(rank: int) -> None:
     expected = sfda(features, labels, reduce=False)
     assert 0.3 < expected < 0.999  # neither saturated nor trivial
     assert sfda(features.float(), labels, reduce=False) == pytest.approx(expected, rel=1e-4)
+
 
 # ------------------------------------------------------------------------------------------ k-NN, probe
 
