@@ -24,7 +24,9 @@ Edge types (``edge_index`` [2, E] int64, row 0 the source type's index, row 1 th
 edge type                                              from / extra tensors
 =====================================================  ==================================================
 (model, trained_on, dataset) + (dataset, rev_trained_on, model)          TRAINED_ON
-(dataset, derived_from, dataset) + (dataset, rev_derived_from, dataset)  DERIVED_FROM
+(dataset, derived_from, dataset) + (dataset, rev_derived_from, dataset)  DERIVED_FROM; the forward
+                                                       type has ``edge_sampled`` [E] bool: its ``how``
+                                                       only samples the parent (``SAMPLING_DERIVATIONS``)
 (model, finetuned_from, model) + (model, rev_finetuned_from, model)      FINETUNED_FROM
 (dataset, has_class, concept) + (concept, rev_has_class, dataset)        HAS_CLASS
 (concept, is_a, concept) + (concept, rev_is_a, concept)                  IS_A
@@ -438,6 +440,16 @@ def build_hetero(store: GraphStore) -> tuple[HeteroData, IdMaps]:
         data[src_type, rel, dst_type].edge_index = _edge_index(pairs[:, 0], pairs[:, 1])
         data[reverse((src_type, rel, dst_type))].edge_index = _edge_index(pairs[:, 1], pairs[:, 0])
 
+    derived = ("dataset", "derived_from", "dataset")
+    frame = _read_edges(store, Rel.DERIVED_FROM, Label.DATASET, Label.DATASET, ("how",))
+    s, d = _index(maps, "dataset", frame["src"]), _index(maps, "dataset", frame["dst"])
+    sampled = frame["how"].isin(SAMPLING_DERIVATIONS).to_numpy() & (s >= 0) & (d >= 0)
+    n_datasets = data["dataset"].num_nodes
+    ei = data[derived].edge_index.numpy()
+    data[derived].edge_sampled = torch.from_numpy(
+        np.isin(ei[0] * n_datasets + ei[1], s[sampled].astype(np.int64) * n_datasets + d[sampled])
+    )
+
     frame = _read_edges(store, Rel.SCORED_ON, Label.MODEL, Label.DATASET, ("kind", "value", "p_value"))
     s, d = _index(maps, "model", frame["src"]), _index(maps, "dataset", frame["dst"])
     keep = (s >= 0) & (d >= 0)
@@ -472,6 +484,9 @@ def build_hetero(store: GraphStore) -> tuple[HeteroData, IdMaps]:
 # ----------------------------------------------------------------------------- pair context
 
 LINEAGE_HOPS = 3
+SAMPLING_DERIVATIONS = frozenset({"subset", "new-version"})
+"""DERIVED_FROM ``how`` values that only sample (or re-version) the parent's data: the same images
+from the same distribution, so a model trained on one has seen the other's data."""
 PAIR_FEATURES: tuple[str, ...] = (
     "trained_on_target",
     "lineage_related",
@@ -485,11 +500,16 @@ PAIR_FEATURES: tuple[str, ...] = (
 """Columns of ``PairContext.features``: graph facts about one (source model, target dataset) pair."""
 
 
-def _adjacency(data: HeteroData, edge_type: tuple[str, str, str]) -> Any:
+def _adjacency(data: HeteroData, edge_type: tuple[str, str, str], only: str | None = None) -> Any:
+    """Sparse [N_src, N_dst] adjacency of ``edge_type``; with ``only``, just the edges whose boolean
+    attribute of that name is set (none when the graph lacks the attribute)."""
     import scipy.sparse as sp
 
     src, _, dst = edge_type
     ei = data[edge_type].edge_index.numpy()
+    if only is not None:
+        mask = getattr(data[edge_type], only, None)
+        ei = ei[:, mask.numpy()] if mask is not None and len(mask) == ei.shape[1] else ei[:, :0]
     shape = (data[src].num_nodes, data[dst].num_nodes)
     return sp.csr_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=shape)
 
@@ -515,6 +535,9 @@ class PairContext:
     * ``seen`` [N_m, N_d]: datasets a model was trained on, directly or through the models it was
       fine-tuned from (up to 3 FINETUNED_FROM hops);
     * ``related`` [N_d, N_d]: datasets within 3 DERIVED_FROM hops either way (incl. itself);
+    * ``seen_data`` [N_m, N_d]: targets whose data a model was trained on: ``seen``, widened by up
+      to 3 sampling-only DERIVED_FROM hops either way (``SAMPLING_DERIVATIONS``: a stratified subset
+      of the training set, or the training set of a subset);
     * ``domains`` [N_d, N_o] and ``concepts`` [N_d, N_c]: a dataset's domains and classes, inherited
       from its DERIVED_FROM ancestors, classes widened by two IS_A hops;
     * estimator measurements (SCORED_ON of estimator kinds), standardised within (target, kind).
@@ -533,6 +556,9 @@ class PairContext:
         self.model_domains = (self.seen @ self.domains).sign().tocsr()
         self.model_concepts = (self.seen @ self.concepts).sign().tocsr()
         self.seen_related = (self.seen @ self.related).sign().tocsr()
+        sampled = _adjacency(data, ("dataset", "derived_from", "dataset"), "edge_sampled")
+        same = _closure(sampled + sampled.T, LINEAGE_HOPS)
+        self.seen_data = (self.seen @ same).sign().tocsr()
         self._estimators = self._estimator_table(data)
 
     @staticmethod
@@ -571,6 +597,13 @@ class PairContext:
         union = na + nb - inter
         has = (na > 0) & (nb > 0)
         return np.where(has, inter / np.maximum(union, 1), 0.0), has.astype(np.float64)
+
+    def trained_on_data(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """[P] bool: whether each model was trained on its target's data (``seen_data``)."""
+        src, dst = np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64)  # writable copies
+        if len(src) == 0:
+            return np.zeros(0, dtype=bool)
+        return np.asarray(self.seen_data[src, dst]).ravel() > 0
 
     def features(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         """[P, len(PAIR_FEATURES)] for model rows ``src`` and dataset rows ``dst`` (both [P])."""

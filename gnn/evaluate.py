@@ -9,6 +9,8 @@ weights, so the top of the ranking counts most).
 Baselines, on the same folds (each sees exactly what the GNN sees):
 
 * ``mean-z``: the model's mean within-target z-scored accuracy on the other targets;
+* ``mean-z+seen``: mean-z plus the GNN's ``seen_prior`` for sources already trained on the target's
+  data (``PairContext.trained_on_data``), so a table shows how much of the GNN's lead is that rule;
 * ``reported``: the model's own reported accuracy (``metrics``), over the models that report one;
 * ``gbr``: sklearn ``HistGradientBoostingRegressor`` on [model features || target features]
   (``builder`` node features, no graph), fit to the other targets' z-scores;
@@ -41,7 +43,7 @@ from gnn.builder import ESTIMATOR_KINDS, OUTCOME, PairContext
 from gnn.model import GnnConfig
 from gnn.train import TrainConfig, fit, outcome_table
 
-METHODS = ("gnn", "mean-z", "reported", "gbr", "estimators")
+METHODS = ("gnn", "mean-z", "mean-z+seen", "reported", "gbr", "estimators")
 MIN_OUTCOMES = 5
 _REPORTED = 4  # column of the model features holding the reported accuracy (and 5: has it)
 
@@ -239,6 +241,9 @@ def loto(
             mean_z = _mean_z_baseline(raw.src, raw.z, models, n_models)
             scores["mean-z"] = (pearson(mean_z, actual), weighted_tau(mean_z, actual))
             coverage["mean-z"] = len(models)
+            seen = fold_gnn.seen_prior * context.trained_on_data(models, np.full(len(models), target))
+            scores["mean-z+seen"] = (pearson(mean_z + seen, actual), weighted_tau(mean_z + seen, actual))
+            coverage["mean-z+seen"] = len(models)
             xm = data["model"].x.numpy()
             has = xm[models, _REPORTED + 1] > 0
             reported = xm[models, _REPORTED]

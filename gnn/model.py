@@ -90,6 +90,9 @@ class GnnConfig:
     """Whether the pair head attends over the source's visible outcomes."""
     residual: bool = True
     """Whether the head predicts a correction to the attended history z (``prior_weight`` * a_p)."""
+    seen_prior: float = 2.0
+    """Within-target z added at prediction, outside the learned head, when the source was already
+    trained on the target's data (``PairContext.trained_on_data``); 0 turns it off (see ``Ensemble``)."""
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-ready)."""

@@ -217,7 +217,16 @@ class Prediction:
 
 @dataclass
 class Ensemble:
-    """Trained members that share one architecture; ``basis`` says what they learned from."""
+    """Trained members that share one architecture; ``basis`` says what they learned from.
+
+    ``predict`` adds ``gnn.seen_prior`` (z) to the members' predictions for sources already trained
+    on the target's data. The rule sits outside the learned head on purpose: outcomes of such pairs
+    are rare in any training set (and on targets where every source does well they show little
+    lift), so a head that learned the effect would learn it too small, and a head that saw the
+    prior in training would learn to cancel it. A source fine-tuned on the very data it is scored
+    for starts with features, and often a label space, fitted to it; two standard deviations puts it
+    near the top of a typical ranking unless its history says it is weak.
+    """
 
     members: list[TransferGNN]
     gnn: GnnConfig
@@ -255,6 +264,7 @@ class Ensemble:
                 links.append(torch.sigmoid(member.link_logits(h, TRAINED_ON_RELATION, src, dst)))
                 weights = w if len(weights) == 0 else weights + w
         z_all = torch.stack(zs).numpy().astype(np.float64)
+        z_all += self.gnn.seen_prior * context.trained_on_data(models, dst.numpy())
         link_all = torch.stack(links).numpy().astype(np.float64)
         attention: list[list[tuple[int, float, float]]] = [[] for _ in models]
         if len(weights):

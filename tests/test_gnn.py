@@ -7,6 +7,7 @@ import hashlib
 import math
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -444,3 +445,50 @@ def test_model_config_round_trip() -> None:
     config = GnnConfig(conv="hgt", hidden=32)
     assert GnnConfig.from_dict(config.to_dict()) == config
     assert torch.get_num_threads() >= 1
+
+
+# ----------------------------------------------------------------------------- trained on the target's data
+
+
+def test_trained_on_the_targets_data_follows_sampling_lineage_only(store: GraphStore, tmp_path) -> None:
+    """``small`` is a stratified subset of ``base`` and ``rot`` a rotation of it: a model trained on
+    ``base`` (or fine-tuned from one) has seen ``small``'s data, not ``rot``'s; the scorer adds its
+    ``seen_prior`` to exactly those pairs and says so in the facts."""
+    b = small_graph()
+    b.node(D, "rot", name="rotated base", n_samples=1000, n_classes=2)
+    b.edge(Rel.DERIVED_FROM, (D, "rot"), (D, "base"), how="rotate")
+    store.apply(b)
+    data, maps = build_hetero(store)
+    derived = ("dataset", "derived_from", "dataset")
+    edges = zip(data[derived].edge_index.t().tolist(), data[derived].edge_sampled.tolist(), strict=True)
+    sampled = {(maps.id_of("dataset", s), maps.id_of("dataset", d)) for (s, d), flag in edges if flag}
+    assert sampled == {("small", "base")}
+
+    context = PairContext(data)
+    models = ["m-base", "m-small", "m-tuned", "m-other"]
+    rows = np.array([maps.index_of("model", m) for m in models])
+
+    def seen(target: str) -> dict[str, bool]:
+        flags = context.trained_on_data(rows, np.full(len(rows), maps.index_of("dataset", target)))
+        return dict(zip(models, flags.tolist(), strict=True))
+
+    assert seen("small") == {"m-base": True, "m-small": True, "m-tuned": True, "m-other": False}
+    assert seen("base") == {"m-base": True, "m-small": True, "m-tuned": True, "m-other": False}
+    assert seen("rot") == {"m-base": False, "m-small": False, "m-tuned": False, "m-other": False}
+    assert seen("other") == {"m-base": False, "m-small": False, "m-tuned": False, "m-other": True}
+
+    ensemble = fit(data, train=QUICK, context=context).ensemble
+    outcomes = outcome_table(data)
+    off = replace(ensemble, gnn=replace(ensemble.gnn, seen_prior=0.0))
+    for target in ("small", "rot"):
+        row = maps.index_of("dataset", target)
+        lifted = ensemble.predict(data, context, outcomes, row, rows).z
+        plain = off.predict(data, context, outcomes, row, rows).z
+        expected = ensemble.gnn.seen_prior * np.array(list(seen(target).values()), dtype=float)
+        np.testing.assert_allclose(lifted - plain, expected, atol=1e-9)
+
+    info = train_scorer(store, tmp_path, train=QUICK)
+    assert info.basis == "outcomes"
+    facts = {r.model_id: r.facts["compatibility"] for r in recommend(store, "small", top=4)}
+    assert any("already trained on this target's data" in f for f in facts["m-base"])
+    assert not any("already trained on this target's data" in f for f in facts["m-other"])
