@@ -484,9 +484,10 @@ def build_hetero(store: GraphStore) -> tuple[HeteroData, IdMaps]:
 # ----------------------------------------------------------------------------- pair context
 
 LINEAGE_HOPS = 3
-SAMPLING_DERIVATIONS = frozenset({"subset", "new-version"})
-"""DERIVED_FROM ``how`` values that only sample (or re-version) the parent's data: the same images
-from the same distribution, so a model trained on one has seen the other's data."""
+SAMPLING_DERIVATIONS = frozenset({"subset", "class_subset", "imbalance", "new-version"})
+"""DERIVED_FROM ``how`` values whose images are the parent's images, unchanged: a stratified subset,
+some of its classes, a class-imbalanced resample, or a new version of the same data. A model trained
+on one of the two has seen the other's images (the label priors may differ; the inputs do not)."""
 PAIR_FEATURES: tuple[str, ...] = (
     "trained_on_target",
     "lineage_related",
@@ -535,9 +536,9 @@ class PairContext:
     * ``seen`` [N_m, N_d]: datasets a model was trained on, directly or through the models it was
       fine-tuned from (up to 3 FINETUNED_FROM hops);
     * ``related`` [N_d, N_d]: datasets within 3 DERIVED_FROM hops either way (incl. itself);
-    * ``seen_data`` [N_m, N_d]: targets whose data a model was trained on: ``seen``, widened by up
-      to 3 sampling-only DERIVED_FROM hops either way (``SAMPLING_DERIVATIONS``: a stratified subset
-      of the training set, or the training set of a subset);
+    * ``seen_data`` [N_m, N_d]: targets whose images a model was trained on: ``seen``, widened by
+      up to 3 sampling-only DERIVED_FROM hops either way (``SAMPLING_DERIVATIONS``: e.g. a subset or
+      a class-imbalanced resample of the training set, or the training set of a subset);
     * ``domains`` [N_d, N_o] and ``concepts`` [N_d, N_c]: a dataset's domains and classes, inherited
       from its DERIVED_FROM ancestors, classes widened by two IS_A hops;
     * estimator measurements (SCORED_ON of estimator kinds), standardised within (target, kind).
