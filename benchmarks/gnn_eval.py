@@ -93,6 +93,24 @@ def _compare(ours: float, theirs: float, tie: float = 0.005) -> str:
     return "beats it" if ours > theirs else "does NOT beat it"
 
 
+def prior_sensitivity(
+    runs: dict[str, LotoResult], baseline_run: str, priors: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
+) -> str:
+    """Mean r / tau of each GNN run, and of mean-z from ``baseline_run``, had ``seen_prior`` been each
+    of ``priors``: the prior is added after the learned prediction, so one run answers it."""
+    columns = [(name, "gnn") for name in runs] + [(baseline_run, "mean-z")]
+    titles = [f"GNN {name}" for name in runs] + ["mean-z"]
+    lines = ["| seen_prior | " + " | ".join(f"{t} r | {t} tau" for t in titles) + " |"]
+    lines.append("|---:|" + "---:|---:|" * len(columns))
+    for prior in priors:
+        cells = []
+        for run_name, method in columns:
+            pairs = np.array([t.scores_with_prior(method, prior) for t in runs[run_name].targets])
+            cells += [fmt(float(np.nanmean(pairs[:, 0]))), fmt(float(np.nanmean(pairs[:, 1])))]
+        lines.append(f"| {prior:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def verdicts(runs: dict[str, LotoResult], baseline_run: str) -> list[str]:
     base = runs[baseline_run]
     out = []
@@ -264,6 +282,12 @@ def main() -> None:
                 progress=lambda line: print(f"  [nested] {line}", file=sys.stderr),
             )
         print(loto_tables(runs, "sage"))
+        print()
+        print(
+            "Sensitivity to the seen prior (z added to sources trained on the target's data; the scorer "
+            f"uses {GnnConfig().seen_prior:g}), from the same predictions:\n"
+        )
+        print(prior_sensitivity({k: v for k, v in runs.items() if k != "nested"}, "sage"))
         print()
         for note in runs["sage"].notes:
             print(f"Note: {note}")

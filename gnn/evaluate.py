@@ -77,6 +77,24 @@ class TargetResult:
     train_seconds: float = 0.0
     chosen: str = ""
     """Which candidate the inner selection picked (``select`` only)."""
+    actual: np.ndarray | None = None
+    """[n_models] recorded accuracies; ``predictions`` holds the same models' predicted scores of
+    ``gnn`` (with the scorer's ``seen_prior`` in it) and ``mean-z``; ``seen`` [n_models] 1.0 where
+    the source was trained on the target's data."""
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    seen: np.ndarray | None = None
+    seen_prior: float = 0.0
+
+    def scores_with_prior(self, method: str, prior: float) -> tuple[float, float]:
+        """(r, tau) of ``method`` ("gnn" or "mean-z") with ``prior`` z added for sources trained on the
+        target's data (replacing the GNN's own ``seen_prior``): the prior is added after the learned
+        prediction, so this needs no retraining."""
+        predicted = self.predictions.get(method)
+        if predicted is None or self.actual is None or self.seen is None:
+            return math.nan, math.nan
+        already = self.seen_prior if method == "gnn" else 0.0
+        z = predicted + (prior - already) * self.seen
+        return pearson(z, self.actual), weighted_tau(z, self.actual)
 
 
 @dataclass
@@ -235,12 +253,14 @@ def loto(
         else:
             prediction = result.ensemble.predict(data, context, rest, target, models)
         scores = {"gnn": (pearson(prediction.z, actual), weighted_tau(prediction.z, actual))}
+        predictions = {"gnn": prediction.z}
         coverage = {"gnn": len(models)}
         if baselines:
             raw = outcome_table(data, [target], z_clip=math.inf, ddof=1)  # as the README defines it
             mean_z = _mean_z_baseline(raw.src, raw.z, models, n_models)
             scores["mean-z"] = (pearson(mean_z, actual), weighted_tau(mean_z, actual))
             coverage["mean-z"] = len(models)
+            predictions["mean-z"] = mean_z
             seen = fold_gnn.seen_prior * context.trained_on_data(models, np.full(len(models), target))
             scores["mean-z+seen"] = (pearson(mean_z + seen, actual), weighted_tau(mean_z + seen, actual))
             coverage["mean-z+seen"] = len(models)
@@ -263,7 +283,22 @@ def loto(
                     weighted_tau(estimated[ok], actual[ok]),
                 )
                 coverage[method] = int(ok.sum())
-        rows.append(TargetResult(target, name, len(models), scores, coverage, result.seconds, chosen.strip()))
+        seen = context.trained_on_data(models, np.full(len(models), target)).astype(np.float64)
+        rows.append(
+            TargetResult(
+                target,
+                name,
+                len(models),
+                scores,
+                coverage,
+                result.seconds,
+                chosen.strip(),
+                actual=np.asarray(actual, dtype=np.float64),
+                predictions=predictions,
+                seen=seen,
+                seen_prior=fold_gnn.seen_prior,
+            )
+        )
         if progress:
             r, tau = scores["gnn"]
             progress(f"{name}: r={r:.3f} tau={tau:.3f} ({result.seconds:.1f} s){chosen}")
