@@ -433,22 +433,21 @@ def build_hetero(store: GraphStore) -> tuple[HeteroData, IdMaps]:
         data[node_type].num_nodes = len(frame)
 
     for src_type, rel, dst_type, kg_rel in STRUCTURAL:
-        frame = _read_edges(store, kg_rel, LABEL_OF[src_type], LABEL_OF[dst_type])
+        derivation = kg_rel == Rel.DERIVED_FROM
+        extra = ("how",) if derivation else ()
+        frame = _read_edges(store, kg_rel, LABEL_OF[src_type], LABEL_OF[dst_type], extra)
         s, d = _index(maps, src_type, frame["src"]), _index(maps, dst_type, frame["dst"])
         keep = (s >= 0) & (d >= 0)
         pairs = np.unique(np.stack([s[keep], d[keep]], axis=1).reshape(-1, 2), axis=0)
         data[src_type, rel, dst_type].edge_index = _edge_index(pairs[:, 0], pairs[:, 1])
         data[reverse((src_type, rel, dst_type))].edge_index = _edge_index(pairs[:, 1], pairs[:, 0])
-
-    derived = ("dataset", "derived_from", "dataset")
-    frame = _read_edges(store, Rel.DERIVED_FROM, Label.DATASET, Label.DATASET, ("how",))
-    s, d = _index(maps, "dataset", frame["src"]), _index(maps, "dataset", frame["dst"])
-    sampled = frame["how"].isin(SAMPLING_DERIVATIONS).to_numpy() & (s >= 0) & (d >= 0)
-    n_datasets = data["dataset"].num_nodes
-    ei = data[derived].edge_index.numpy()
-    data[derived].edge_sampled = torch.from_numpy(
-        np.isin(ei[0] * n_datasets + ei[1], s[sampled].astype(np.int64) * n_datasets + d[sampled])
-    )
+        if derivation:  # which pairs only sample their parent (a pair with several hows: any of them)
+            sampled = keep & frame["how"].isin(SAMPLING_DERIVATIONS).to_numpy()
+            n = data[dst_type].num_nodes
+            codes = s[sampled].astype(np.int64) * n + d[sampled]
+            data[src_type, rel, dst_type].edge_sampled = torch.from_numpy(
+                np.isin(pairs[:, 0].astype(np.int64) * n + pairs[:, 1], codes)
+            )
 
     frame = _read_edges(store, Rel.SCORED_ON, Label.MODEL, Label.DATASET, ("kind", "value", "p_value"))
     s, d = _index(maps, "model", frame["src"]), _index(maps, "dataset", frame["dst"])
