@@ -254,6 +254,7 @@ def loto(
             prediction = result.ensemble.predict(data, context, rest, target, models)
         scores = {"gnn": (pearson(prediction.z, actual), weighted_tau(prediction.z, actual))}
         predictions = {"gnn": prediction.z}
+        seen = prediction.seen.astype(np.float64)
         coverage = {"gnn": len(models)}
         if baselines:
             raw = outcome_table(data, [target], z_clip=math.inf, ddof=1)  # as the README defines it
@@ -261,8 +262,8 @@ def loto(
             scores["mean-z"] = (pearson(mean_z, actual), weighted_tau(mean_z, actual))
             coverage["mean-z"] = len(models)
             predictions["mean-z"] = mean_z
-            seen = fold_gnn.seen_prior * context.trained_on_data(models, np.full(len(models), target))
-            scores["mean-z+seen"] = (pearson(mean_z + seen, actual), weighted_tau(mean_z + seen, actual))
+            with_rule = mean_z + fold_gnn.seen_prior * seen
+            scores["mean-z+seen"] = (pearson(with_rule, actual), weighted_tau(with_rule, actual))
             coverage["mean-z+seen"] = len(models)
             xm = data["model"].x.numpy()
             has = xm[models, _REPORTED + 1] > 0
@@ -283,7 +284,6 @@ def loto(
                     weighted_tau(estimated[ok], actual[ok]),
                 )
                 coverage[method] = int(ok.sum())
-        seen = context.trained_on_data(models, np.full(len(models), target)).astype(np.float64)
         rows.append(
             TargetResult(
                 target,

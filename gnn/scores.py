@@ -161,7 +161,6 @@ def compatibility(
     pair = ctx.pairs.features(models, np.full(len(models), target))
     names = ctx.maps.names["dataset"]
     recorded = _recorded(ctx.outcomes, target)
-    seen = ctx.pairs.trained_on_data(models, np.full(len(models), target))
     scores: list[Score] = []
     k = len(ESTIMATOR_KINDS)
     basis = ctx.ensemble.basis
@@ -179,7 +178,7 @@ def compatibility(
                     "no recorded outcomes of this source elsewhere: from its features and graph only"
                 )
             facts += _pair_facts(pair[i])
-            if seen[i] and ctx.ensemble.gnn.seen_prior:
+            if prediction.seen[i] and ctx.ensemble.gnn.seen_prior:
                 facts.append(
                     f"already trained on this target's data: {ctx.ensemble.gnn.seen_prior:+.1f} SD "
                     "added to the learned prediction"

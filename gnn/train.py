@@ -204,7 +204,8 @@ class Prediction:
 
     z, z_std, link, link_std [P]: ensemble mean / std of the predicted within-target z and of the
     self-supervised TRAINED_ON link probability; ``attention`` lists, per pair, (dataset row, weight,
-    z) of the source's outcomes the history attention drew on (member-averaged weights).
+    z) of the source's outcomes the history attention drew on (member-averaged weights); ``seen`` [P]
+    whether the source was trained on the target's data (and so got ``seen_prior`` in its z).
     """
 
     z: np.ndarray
@@ -213,6 +214,7 @@ class Prediction:
     link: np.ndarray
     link_std: np.ndarray
     attention: list[list[tuple[int, float, float]]]
+    seen: np.ndarray
 
 
 @dataclass
@@ -264,7 +266,8 @@ class Ensemble:
                 links.append(torch.sigmoid(member.link_logits(h, TRAINED_ON_RELATION, src, dst)))
                 weights = w if len(weights) == 0 else weights + w
         z_all = torch.stack(zs).numpy().astype(np.float64)
-        z_all += self.gnn.seen_prior * context.trained_on_data(models, dst.numpy())
+        seen = context.trained_on_data(models, dst.numpy())
+        z_all += self.gnn.seen_prior * seen
         link_all = torch.stack(links).numpy().astype(np.float64)
         attention: list[list[tuple[int, float, float]]] = [[] for _ in models]
         if len(weights):
@@ -279,6 +282,7 @@ class Ensemble:
             link=link_all.mean(0),
             link_std=link_all.std(0),
             attention=[sorted(a, key=lambda t: -t[1]) for a in attention],
+            seen=seen,
         )
 
 
