@@ -11,6 +11,9 @@ Baselines, on the same folds (each sees exactly what the GNN sees):
 * ``mean-z``: the model's mean within-target z-scored accuracy on the other targets;
 * ``mean-z+seen``: mean-z plus the GNN's ``seen_prior`` for sources already trained on the target's
   data (``PairContext.trained_on_data``), so a table shows how much of the GNN's lead is that rule;
+* ``near-z+seen``: mean-z+seen with each of the model's outcomes weighted by how alike its target's
+  records (size, classes, image statistics) are to the held-out target's (``gnn.similarity``, no
+  learning: every column at scale 1, i.e. a kernel of one standard deviation of the targets);
 * ``reported``: the model's own reported accuracy (``metrics``), over the models that report one;
 * ``gbr``: sklearn ``HistGradientBoostingRegressor`` on [model features || target features]
   (``builder`` node features, no graph), fit to the other targets' z-scores;
@@ -37,13 +40,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.stats
+import torch
 from torch_geometric.data import HeteroData
 
 from gnn.builder import ESTIMATOR_KINDS, OUTCOME, PairContext
 from gnn.model import GnnConfig
+from gnn.similarity import kernel_statistics, squared_gaps
 from gnn.train import TrainConfig, fit, outcome_table
 
-METHODS = ("gnn", "mean-z", "mean-z+seen", "reported", "gbr", "estimators")
+METHODS = ("gnn", "mean-z", "mean-z+seen", "near-z+seen", "reported", "gbr", "estimators")
 MIN_OUTCOMES = 5
 _REPORTED = 4  # column of the model features holding the reported accuracy (and 5: has it)
 
@@ -126,6 +131,26 @@ def _mean_z_baseline(
     counts = np.bincount(train_src, minlength=n_models)
     mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
     return mean[models]
+
+
+def _near_z_baseline(
+    data: HeteroData,
+    train_src: np.ndarray,
+    train_dst: np.ndarray,
+    train_z: np.ndarray,
+    models: np.ndarray,
+    target: int,
+    n_models: int,
+) -> np.ndarray:
+    """mean-z with each outcome weighted by how alike its target's records are to ``target``'s
+    (``gnn.similarity``, every column at scale 1)."""
+    x = data["dataset"].x
+    mean, sd = kernel_statistics(x[torch.from_numpy(np.unique(train_dst))])
+    gaps = squared_gaps(x[[target]].expand(len(train_dst), -1), x[torch.from_numpy(train_dst)], mean, sd)
+    weight = np.exp(-gaps.sum(-1).double().numpy())
+    sums = np.bincount(train_src, weights=weight * train_z, minlength=n_models)
+    total = np.bincount(train_src, weights=weight, minlength=n_models)
+    return np.where(total > 0, sums / np.where(total > 0, total, 1.0), 0.0)[models]
 
 
 def _gbr_baseline(
@@ -265,6 +290,10 @@ def loto(
             with_rule = mean_z + fold_gnn.seen_prior * seen
             scores["mean-z+seen"] = (pearson(with_rule, actual), weighted_tau(with_rule, actual))
             coverage["mean-z+seen"] = len(models)
+            near_z = _near_z_baseline(data, raw.src, raw.dst, raw.z, models, target, n_models)
+            near_rule = near_z + fold_gnn.seen_prior * seen
+            scores["near-z+seen"] = (pearson(near_rule, actual), weighted_tau(near_rule, actual))
+            coverage["near-z+seen"] = len(models)
             xm = data["model"].x.numpy()
             has = xm[models, _REPORTED + 1] > 0
             reported = xm[models, _REPORTED]

@@ -18,15 +18,25 @@ Message passing (one ``HeteroLayer``; h_t [N_t, H] for every node type t):
 Pair head, for P pairs (m_p, d_p) with pair features f_p [P, F] (``builder.PairContext``):
 
     w_e   = softmax_e(<Q h_{d_p}, K h_{d'}> / sqrt(A)) over the source's visible outcomes e = (m_p, d')
-    r_p   = [sum w_e z_e, sum w_e q_e, mean z, mean q, min z, max z, std z, log(1 + n), 1[n > 0]]   [P, 9]
-    z_hat = MLP([h_{m_p} || h_{d_p} || h_{m_p} * h_{d_p} || f_p || r_p]) + b * r_p[0]               [P]
+    v_e   = softmax_e(-sum_k exp(s_k) gap_k(d_p, d')^2)  (``feature_kernel``: ``gnn.similarity``)
+    r_p   = [sum w_e z_e, sum w_e q_e, mean z, mean q, min z, max z, std z, log(1 + n), 1[n > 0],
+             sum v_e z_e]                                                                   [P, 10]
+    a_p   = (1 - sigmoid(c)) * r_p[0] + sigmoid(c) * r_p[9]
+    z_hat = MLP([h_{m_p} || h_{d_p} || h_{m_p} * h_{d_p} || f_p || r_p]) + b * a_p                  [P]
 
-(``residual``: the head starts from the attended history, b a learned scalar initialised to 1, and
-learns corrections to it.)
+(``residual``: the head starts from the pooled history a_p, b a learned scalar initialised to 1, c a
+learned mix initialised to 0, and learns corrections to it. Without ``feature_kernel`` r_p has 9
+columns and a_p = r_p[0].)
 
 ``r_p`` is a PNA-style multi-aggregation readout of the source's outcome edges: the attention lets a
 target draw on the source's results on similar targets (a learned, target-conditioned version of
-"how good is this model elsewhere"), the plain statistics give the head the robust summaries.
+"how good is this model elsewhere"), the plain statistics give the head the robust summaries, and
+the kernel pool v weighs the source's outcomes by how alike their targets' own records (size,
+classes, image statistics) are to this target's, with a learned per-column scale s_k (initialised
+to 1 standard deviation of the training targets). The kernel pool is the one that generalises to
+an unseen target on the TransferGraph records, where the learned attention over embeddings does not
+(docs/benchmarks.md); on the local zoo, whose variants share their records, the attention matters
+more, so the mix c is learned.
 
 Self-supervised link decoder (DistMult), per structural relation r with vector w_r [H]:
 ``logit(s, r, d) = sum(h_s * w_r * h_d)``.
@@ -52,6 +62,7 @@ from gnn.builder import (
     STRUCTURAL,
     reverse,
 )
+from gnn.similarity import VALUE_COLUMNS, kernel_statistics, squared_gaps
 
 EdgeType = tuple[str, str, str]
 
@@ -90,6 +101,10 @@ class GnnConfig:
     """Whether the pair head attends over the source's visible outcomes."""
     residual: bool = True
     """Whether the head predicts a correction to the attended history z (``prior_weight`` * a_p)."""
+    feature_kernel: bool = True
+    """Whether the history readout also pools the source's outcomes weighted by how alike their
+    targets' own records are to this target's (``gnn.similarity``, a learned per-column scale), and
+    the residual starts from that pool instead of the attended one."""
     seen_prior: float = 2.0
     """Within-target z added at prediction, outside the learned head, when the source was already
     trained on the target's data (``PairContext.trained_on_data``); 0 turns it off (see ``Ensemble``)."""
@@ -102,6 +117,12 @@ class GnnConfig:
     def from_dict(cls, values: dict) -> GnnConfig:
         """The config from ``to_dict`` output (unknown keys ignored)."""
         return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+
+
+def history_width(config: GnnConfig) -> int:
+    """Columns of the history readout: ``HISTORY_FEATURES``, plus the kernel pool with
+    ``feature_kernel``."""
+    return HISTORY_FEATURES + int(config.feature_kernel)
 
 
 class EdgeSAGEConv(MessagePassing):
@@ -198,8 +219,13 @@ class TransferGNN(nn.Module):
         self.query = nn.Linear(h, config.attention_dim)
         self.key = nn.Linear(h, config.attention_dim)
         self.prior_weight = nn.Parameter(torch.ones(()))
+        if config.feature_kernel:
+            self.kernel_scale = nn.Parameter(torch.zeros(len(VALUE_COLUMNS)))
+            self.base_mix = nn.Parameter(torch.zeros(()))
+            self.register_buffer("kernel_mean", torch.zeros(len(VALUE_COLUMNS)))
+            self.register_buffer("kernel_sd", torch.ones(len(VALUE_COLUMNS)))
         self.head = nn.Sequential(
-            nn.Linear(3 * h + len(PAIR_FEATURES) + HISTORY_FEATURES, h),
+            nn.Linear(3 * h + len(PAIR_FEATURES) + history_width(config), h),
             nn.ReLU(),
             nn.Dropout(config.dropout),
             nn.Linear(h, h // 2),
@@ -218,6 +244,15 @@ class TransferGNN(nn.Module):
             mean, std = x.mean(0), x.std(0, unbiased=False)
             getattr(self, f"x_mean_{nt}").copy_(mean)
             getattr(self, f"x_std_{nt}").copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    @torch.no_grad()
+    def set_kernel_statistics(self, x_targets: Tensor) -> None:
+        """Standardise the feature kernel over ``x_targets``, the raw features of the datasets with
+        training outcomes (``feature_kernel`` only)."""
+        if self.config.feature_kernel:
+            mean, sd = kernel_statistics(x_targets)
+            self.kernel_mean.copy_(mean)
+            self.kernel_sd.copy_(sd)
 
     def embed(
         self,
@@ -241,15 +276,22 @@ class TransferGNN(nn.Module):
         return (h[s][src] * self.relation[relation] * h[d][dst]).sum(-1)
 
     def history(
-        self, h: dict[str, Tensor], src: Tensor, dst: Tensor, visible: tuple[Tensor, ...]
+        self,
+        h: dict[str, Tensor],
+        src: Tensor,
+        dst: Tensor,
+        visible: tuple[Tensor, ...],
+        x_dataset: Tensor,
     ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
-        """[P, 9] history readout (see the module docstring) and (pair, edge, weight) [K] of the
-        attention, for explanations. ``visible`` = (model rows, dataset rows, z, q), each [E]."""
+        """[P, ``history_width``] history readout (see the module docstring) and (pair, edge,
+        weight) [K] of the pooling the residual starts from (a_p), for explanations. ``visible`` =
+        (model rows, dataset rows, z, q), each [E]; ``x_dataset`` [N_d, 17] the raw dataset
+        features (for ``feature_kernel``)."""
         vis_src, vis_dst, vis_z, vis_q = visible
         n_pairs, n_models = len(src), len(h["model"])
         if len(vis_src) == 0 or not self.config.history:
             empty = torch.zeros(0, dtype=torch.long)
-            return torch.zeros(n_pairs, HISTORY_FEATURES), (empty, empty, torch.zeros(0))
+            return torch.zeros(n_pairs, history_width(self.config)), (empty, empty, torch.zeros(0))
         order = torch.argsort(vis_src, stable=True)
         degree = torch.bincount(vis_src, minlength=n_models)
         start = torch.cumsum(degree, 0) - degree
@@ -278,6 +320,14 @@ class TransferGNN(nn.Module):
             torch.log1p(counts.float()),
             (counts > 0).float(),
         ]
+        if self.config.feature_kernel:
+            gaps = squared_gaps(
+                x_dataset[dst][pair], x_dataset[vis_dst[edge]], self.kernel_mean, self.kernel_sd
+            )
+            near = softmax(-(gaps * torch.exp(self.kernel_scale)).sum(-1), pair, num_nodes=n_pairs)
+            readout.append(pool(near * z, "sum"))
+            mix = torch.sigmoid(self.base_mix)
+            weight = (1 - mix) * weight + mix * near  # what the residual's a_p pooled
         return torch.stack(readout, dim=1), (pair, edge, weight)
 
     def pair_scores(
@@ -287,12 +337,17 @@ class TransferGNN(nn.Module):
         dst: Tensor,
         pair_x: Tensor,
         visible: tuple[Tensor, ...],
+        x_dataset: Tensor,
     ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
         """Predicted within-target z [P] for model rows ``src`` and dataset rows ``dst``, and the
         history attention (see ``history``)."""
         hm, hd = h["model"][src], h["dataset"][dst]
-        hist, attention = self.history(h, src, dst, visible)
+        hist, attention = self.history(h, src, dst, visible, x_dataset)
         z = self.head(torch.cat([hm, hd, hm * hd, pair_x, hist], dim=-1)).squeeze(-1)
-        if self.config.residual:
-            z = z + self.prior_weight * hist[:, 0]  # start from the attended history; learn corrections
+        if self.config.residual:  # start from the pooled history; learn corrections
+            base = hist[:, 0]
+            if self.config.feature_kernel:  # a learned mix of the attended and the kernel pool
+                mix = torch.sigmoid(self.base_mix)
+                base = (1 - mix) * base + mix * hist[:, HISTORY_FEATURES]
+            z = z + self.prior_weight * base
         return z, attention

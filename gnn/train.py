@@ -261,7 +261,7 @@ class Ensemble:
             for member in self.members:
                 member.eval()
                 h = member.embed(data.x_dict, edge_index, edge_attr)
-                z, (pair_idx, edge_idx, w) = member.pair_scores(h, src, dst, pair_x, vis)
+                z, (pair_idx, edge_idx, w) = member.pair_scores(h, src, dst, pair_x, vis, data["dataset"].x)
                 zs.append(z)
                 links.append(torch.sigmoid(member.link_logits(h, TRAINED_ON_RELATION, src, dst)))
                 weights = w if len(weights) == 0 else weights + w
@@ -315,6 +315,7 @@ def _train_member(
     rng = np.random.default_rng(seed)
     model = TransferGNN(gnn)
     model.set_normalisation(data.x_dict)
+    model.set_kernel_statistics(data["dataset"].x[torch.from_numpy(np.unique(outcomes.dst))])
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=train.lr, weight_decay=train.weight_decay, fused=True
     )
@@ -350,7 +351,9 @@ def _train_member(
         if held_mask.any():
             sel = torch.from_numpy(held_mask)
             src, dst, z = src_all[sel], dst_all[sel], z_all[sel]
-            z_hat, _ = model.pair_scores(h, src, dst, pair_x[sel], _visible(outcomes, ~held_mask))
+            z_hat, _ = model.pair_scores(
+                h, src, dst, pair_x[sel], _visible(outcomes, ~held_mask), data["dataset"].x
+            )
             _, group = torch.unique(dst, return_inverse=True)
             n_groups = int(group.max()) + 1
             supervised = torch.mean((z_hat - z) ** 2) + train.rank_weight * _listnet(
@@ -403,7 +406,7 @@ def heldout_loss(
         for member in ensemble.members:
             member.eval()
             h = member.embed(data.x_dict, edge_index, edge_attr)
-            z_hat, _ = member.pair_scores(h, src, dst, pair_x, _visible(outcomes, ~held))
+            z_hat, _ = member.pair_scores(h, src, dst, pair_x, _visible(outcomes, ~held), data["dataset"].x)
             rank = _listnet(z_hat, z, group, int(group.max()) + 1, train.temperature)
             losses.append(float(torch.mean((z_hat - z) ** 2) + train.rank_weight * rank))
     return float(np.mean(losses))
@@ -484,7 +487,7 @@ def load_checkpoint(path: str | Path, checksum: str | None = None) -> Ensemble:
         raise ScorerError(f"{path} is not a kgraft GNN checkpoint: {str(exc).splitlines()[0]}.") from None
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise ScorerError(f"{path} is not a kgraft GNN checkpoint (format {metadata.get('format')!r}).")
-    gnn = GnnConfig.from_dict(metadata["gnn"])
+    gnn = GnnConfig.from_dict({"feature_kernel": False, **metadata["gnn"]})  # scorers before it
     members = []
     for k in range(int(metadata["members"])):
         member = TransferGNN(gnn)

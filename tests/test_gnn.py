@@ -19,6 +19,7 @@ from gnn.builder import FEATURE_DIMS, OUTCOME, REV_SCORED, SCORED, PairContext, 
 from gnn.evaluate import loto
 from gnn.model import GnnConfig
 from gnn.scores import StaleScorerWarning, recommend, scoring_context, shift_risk
+from gnn.similarity import MISSING_GAP, PRESENT_COLUMNS, VALUE_COLUMNS, kernel_statistics, squared_gaps
 from gnn.train import (
     ScorerError,
     TrainConfig,
@@ -492,3 +493,40 @@ def test_trained_on_the_targets_data_follows_sampling_lineage_only(store: GraphS
     facts = {r.model_id: r.facts["compatibility"] for r in recommend(store, "small", top=4)}
     assert any("already trained on this target's data" in f for f in facts["m-base"])
     assert not any("already trained on this target's data" in f for f in facts["m-other"])
+
+
+# ----------------------------------------------------------------------------- target similarity
+
+
+def _dataset_row(n_samples: float | None, n_classes: float | None) -> list[float]:
+    row = [0.0] * FEATURE_DIMS["dataset"]
+    if n_samples is not None:
+        row[0], row[1] = math.log1p(n_samples), 1.0
+    if n_classes is not None:
+        row[2], row[3] = math.log1p(n_classes), 1.0
+    return row
+
+
+def test_the_feature_kernel_reads_every_dataset_column_once() -> None:
+    columns = sorted(VALUE_COLUMNS + tuple(set(PRESENT_COLUMNS)))
+    assert columns == list(range(FEATURE_DIMS["dataset"]))
+
+
+def test_the_feature_kernel_prefers_alike_targets_and_treats_missing_records_as_strangers() -> None:
+    x = torch.tensor(
+        [
+            _dataset_row(50_000, 100),  # the query
+            _dataset_row(45_000, 100),  # alike
+            _dataset_row(1_000, 5),  # unlike
+            _dataset_row(None, None),  # records nothing
+        ]
+    )
+    mean, sd = kernel_statistics(x)
+    gaps = squared_gaps(x[[0, 0, 0]], x[[1, 2, 3]], mean, sd).sum(-1)
+    assert gaps[0] < 0.05 < gaps[1]
+    assert gaps[2] == pytest.approx(2 * MISSING_GAP)  # two columns recorded on one side only
+    # a target that records nothing is equally far from every other: no preference
+    blank = squared_gaps(x[[3, 3]], x[[1, 2]], mean, sd).sum(-1)
+    assert blank[0] == blank[1]
+    # statistics come from the datasets that record a column only
+    assert mean[0] == pytest.approx(float(x[:3, 0].mean()))
