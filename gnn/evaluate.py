@@ -147,7 +147,8 @@ def _near_z_baseline(
     x = data["dataset"].x
     mean, sd = kernel_statistics(x[torch.from_numpy(np.unique(train_dst))])
     gaps = squared_gaps(x[[target]].expand(len(train_dst), -1), x[torch.from_numpy(train_dst)], mean, sd)
-    weight = np.exp(-gaps.sum(-1).double().numpy())
+    distance = gaps.sum(-1).double().numpy()
+    weight = np.exp(-(distance - distance.min()))  # shifted: a far target must not underflow to 0
     sums = np.bincount(train_src, weights=weight * train_z, minlength=n_models)
     total = np.bincount(train_src, weights=weight, minlength=n_models)
     return np.where(total > 0, sums / np.where(total > 0, total, 1.0), 0.0)[models]
