@@ -125,12 +125,17 @@ class LotoResult:
 
 
 def _mean_z_baseline(
-    train_src: np.ndarray, train_z: np.ndarray, models: np.ndarray, n_models: int
+    train_src: np.ndarray,
+    train_z: np.ndarray,
+    models: np.ndarray,
+    n_models: int,
+    weight: np.ndarray | None = None,
 ) -> np.ndarray:
-    sums = np.bincount(train_src, weights=train_z, minlength=n_models)
-    counts = np.bincount(train_src, minlength=n_models)
-    mean = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-    return mean[models]
+    """Each model's (``weight``-ed) mean of its outcomes' z; 0 for a model without outcomes."""
+    weight = np.ones(len(train_z)) if weight is None else weight
+    sums = np.bincount(train_src, weights=weight * train_z, minlength=n_models)
+    total = np.bincount(train_src, weights=weight, minlength=n_models)
+    return np.where(total > 0, sums / np.where(total > 0, total, 1.0), 0.0)[models]
 
 
 def _near_z_baseline(
@@ -149,9 +154,7 @@ def _near_z_baseline(
     gaps = squared_gaps(x[[target]].expand(len(train_dst), -1), x[torch.from_numpy(train_dst)], mean, sd)
     distance = gaps.sum(-1).double().numpy()
     weight = np.exp(-(distance - distance.min()))  # shifted: a far target must not underflow to 0
-    sums = np.bincount(train_src, weights=weight * train_z, minlength=n_models)
-    total = np.bincount(train_src, weights=weight, minlength=n_models)
-    return np.where(total > 0, sums / np.where(total > 0, total, 1.0), 0.0)[models]
+    return _mean_z_baseline(train_src, train_z, models, n_models, weight)
 
 
 def _gbr_baseline(
