@@ -10,8 +10,8 @@ judge the GNN scorer leave-one-target-out on that real matrix against each estim
    the ``fastai`` preset, ``--epochs`` epochs, seed 0, one CPU thread) and recorded by its normal path
    (Activity, fine-tuned Model, TRANSFERRED_TO with the test accuracy), and probed
    (``transfer.probe.run.probe``: LogME, LEEP, NCE, H-score, SFDA, k-NN, linear probe as SCORED_ON).
-4. ``gnn.evaluate.loto`` on the graph: GNN vs mean-z, reported, gbr and each estimator alone; the aim
-   is a mean weighted tau at least 0.1 above the best single estimator.
+4. ``gnn.evaluate.loto`` on the graph: GNN vs mean-z, mean-z+seen, near-z+seen, reported, gbr and each
+   estimator alone; the aim is a mean weighted tau at least 0.1 above the best single estimator.
 
 Everything is cached under ``--cache`` (the store, the zoo checkpoints, the runs): a finished pair is
 recognised in the store and not trained or probed again, so a rerun only re-evaluates.
