@@ -100,11 +100,11 @@ class GnnConfig:
     history: bool = True
     """Whether the pair head attends over the source's visible outcomes."""
     residual: bool = True
-    """Whether the head predicts a correction to the attended history z (``prior_weight`` * a_p)."""
+    """Whether the head predicts a correction to the pooled history z (``prior_weight`` * a_p)."""
     feature_kernel: bool = True
     """Whether the history readout also pools the source's outcomes weighted by how alike their
     targets' own records are to this target's (``gnn.similarity``, a learned per-column scale), and
-    the residual starts from that pool instead of the attended one."""
+    the residual starts from a learned mix of that pool and the attended one."""
     seen_prior: float = 2.0
     """Within-target z added at prediction, outside the learned head, when the source was already
     trained on the target's data (``PairContext.trained_on_data``); 0 turns it off (see ``Ensemble``)."""
