@@ -3,12 +3,16 @@ judge the GNN scorer leave-one-target-out on that real matrix against each estim
 
 1. Registers the demo data (``transfer.demo.register_demo_data``: Fashion-MNIST, Animal-MNIST, digits
    and six controlled variants, with lineage, domains, concepts and biases) in a LadybugDB store, and
-   the zoo (``build_zoo``: five SmallCNNs pretrained here, three published ccexam digit CNNs).
+   the zoo (``build_zoo``: a SmallCNN pretrained here on each dataset named by ``--sources``, by
+   default every registered one, so every target has a source trained on its own data; and the three
+   published ccexam digit CNNs). The demo itself pretrains five (``transfer.demo.ZOO_SOURCES``).
 2. Targets: the registered datasets, each capped to ``--cap`` images by a stratified ``subset``
    derivation (recorded DERIVED_FROM its parent, so the graph knows the lineage) when it is larger.
 3. Every (source, target) pair is fine-tuned with the normal engine (``transfer.finetune.engine.finetune``,
-   the ``fastai`` preset, ``--epochs`` epochs, seed 0, one CPU thread) and recorded by its normal path
-   (Activity, fine-tuned Model, TRANSFERRED_TO with the test accuracy), and probed
+   the ``fastai`` preset, ``--epochs`` epochs, one CPU thread) once per seed in ``--seeds`` and each
+   run recorded by its normal path (Activity, fine-tuned Model, TRANSFERRED_TO with the test
+   accuracy; the graph builder averages a pair's runs, which takes the seed noise of short runs out
+   of the ground truth), and probed once
    (``transfer.probe.run.probe``: LogME, LEEP, NCE, H-score, SFDA, k-NN, linear probe as SCORED_ON).
 4. ``gnn.evaluate.loto`` on the graph: GNN vs mean-z, mean-z+seen, near-z+seen, reported, gbr and each
    estimator alone; the aim is a mean weighted tau at least 0.1 above the best single estimator.
@@ -20,8 +24,8 @@ The models that the fine-tuning runs produce (source ``kgraft-finetune``: TRAINE
 FINETUNED_FROM the source, their test accuracy in their metrics) carry the outcomes themselves, so the
 evaluation drops them from the graph; otherwise the held-out target's outcomes would leak through them.
 
-Usage: ``python benchmarks/zoo_transfer.py [--cache DIR] [--cap 4000] [--epochs 2] [--probe-n 500]
-[--ensemble 4] [--gnn-epochs 300] [--skip-eval]``.
+Usage: ``python benchmarks/zoo_transfer.py [--cache DIR] [--sources all] [--seeds 0,1,2] [--cap 4000]
+[--epochs 2] [--probe-n 500] [--ensemble 4] [--gnn-epochs 300] [--gnn-seed 0] [--skip-eval]``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 import warnings
@@ -45,7 +50,7 @@ from gnn.train import TrainConfig
 from kg import GraphStore, open_store
 from ontology.vocab import Label
 from transfer.data.derive import derive
-from transfer.demo import ROOTS, VARIANTS, build_zoo, register_demo_data
+from transfer.demo import ROOTS, VARIANTS, ZOO_SOURCES, build_zoo, register_demo_data
 from transfer.finetune.checkpoint import checkpoint_file
 from transfer.finetune.engine import finetune
 from transfer.finetune.settings import settings_for
@@ -86,8 +91,8 @@ def register_targets(store: GraphStore, result, cap: int) -> dict[str, tuple[str
     return targets
 
 
-def outcome(store: GraphStore, source: str, target: str, preset: str, epochs: int) -> float | None:
-    """The recorded accuracy of a finished run of this pair with these settings, if any."""
+def outcome(store: GraphStore, source: str, target: str, preset: str, epochs: int, seed: int) -> float | None:
+    """The recorded accuracy of a finished run of this pair with these settings and seed, if any."""
     rows = store.query(
         "MATCH (:Model {id: $s})-[t:TRANSFERRED_TO]->(:Dataset {id: $d}) WHERE t.preset = $p "
         "MATCH (a:Activity {id: t.activity}) RETURN t.accuracy AS accuracy, a.settings AS settings",
@@ -97,7 +102,7 @@ def outcome(store: GraphStore, source: str, target: str, preset: str, epochs: in
         settings = row["settings"] or {}
         if isinstance(settings, str):
             settings = json.loads(settings)
-        if settings.get("epochs") == epochs and settings.get("seed") == 0:
+        if settings.get("epochs") == epochs and settings.get("seed") == seed:
             return float(row["accuracy"])
     return None
 
@@ -114,41 +119,46 @@ def run_matrix(store: GraphStore, args: argparse.Namespace) -> tuple[list[str], 
     """Register, build the zoo, fine-tune and probe every pair (cached); (sources, targets, accuracies)."""
     started = time.perf_counter()
     result = register_demo_data(store, step=lambda text: print(f"  {text}", file=sys.stderr))
-    sources = build_zoo(store, result, args.cache / "zoo")[: args.max_sources]
+    names = [*ROOTS, *(v[0] for v in VARIANTS)] if args.sources == "all" else args.sources.split(",")
+    unknown = sorted(set(names) - set(result.datasets))
+    if unknown:
+        raise SystemExit(f"--sources names datasets the demo does not register: {', '.join(unknown)}.")
+    sources = build_zoo(store, result, args.cache / "zoo", sources=names)[: args.max_sources]
     targets = dict(list(register_targets(store, result, args.cap).items())[: args.max_targets])
     print(
         f"registered data and zoo in {time.perf_counter() - started:.0f} s: {len(sources)} sources, "
         f"{len(targets)} targets",
         file=sys.stderr,
     )
-    settings = settings_for(args.preset, epochs=args.epochs, seed=0)
-    accuracy: dict[tuple[str, str], float] = {}
+    accuracy: dict[tuple[str, str], list[float]] = {}
     timing = {"finetune": 0.0, "probe": 0.0, "trained": 0, "probed": 0}
     for source in sources:
         record = ModelRecord.from_properties(store.node(Label.MODEL, source))
         for target, (name, ds) in targets.items():
-            acc = outcome(store, source, target, args.preset, args.epochs)
-            if acc is None:
-                tick = time.perf_counter()
-                out = args.cache / "runs" / f"{source}--{target}--{args.preset}-e{args.epochs}"
-                state = checkpoint_file(out)
-                res = finetune(
-                    record,
-                    ds,
-                    settings,
-                    out_dir=out,
-                    store=store,
-                    target_id=target,
-                    resume=state.exists(),
-                )
-                acc = res.accuracy
-                timing["finetune"] += time.perf_counter() - tick
-                timing["trained"] += 1
-                print(
-                    f"  fine-tuned {source} on {name}: {acc:.3f} ({time.perf_counter() - tick:.1f} s)",
-                    file=sys.stderr,
-                )
-            accuracy[source, target] = acc
+            for seed in args.seeds:
+                acc = outcome(store, source, target, args.preset, args.epochs, seed)
+                if acc is None:
+                    tick = time.perf_counter()
+                    suffix = f"-s{seed}" if seed else ""  # seed 0 keeps the cache's older run names
+                    out = args.cache / "runs" / f"{source}--{target}--{args.preset}-e{args.epochs}{suffix}"
+                    res = finetune(
+                        record,
+                        ds,
+                        settings_for(args.preset, epochs=args.epochs, seed=seed),
+                        out_dir=out,
+                        store=store,
+                        target_id=target,
+                        resume=checkpoint_file(out).exists(),
+                    )
+                    acc = res.accuracy
+                    timing["finetune"] += time.perf_counter() - tick
+                    timing["trained"] += 1
+                    print(
+                        f"  fine-tuned {source} on {name}, seed {seed}: {acc:.3f} "
+                        f"({time.perf_counter() - tick:.1f} s)",
+                        file=sys.stderr,
+                    )
+                accuracy.setdefault((source, target), []).append(acc)
             if not probed(store, source, target):
                 tick = time.perf_counter()
                 with warnings.catch_warnings():
@@ -166,11 +176,25 @@ def run_matrix(store: GraphStore, args: argparse.Namespace) -> tuple[list[str], 
 
 
 def matrix_table(sources: list[str], targets: dict, accuracy: dict) -> str:
+    """Mean test accuracy over the seeds, source x target."""
     names = [name for name, _ in targets.values()]
     lines = ["| source \\ target | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for s in sources:
-        lines.append(f"| {s} | " + " | ".join(fmt(accuracy[s, t]) for t in targets) + " |")
+        lines.append(f"| {s} | " + " | ".join(fmt(statistics.mean(accuracy[s, t])) for t in targets) + " |")
     return "\n".join(lines)
+
+
+def seed_spread(accuracy: dict) -> str:
+    """How far the seeds' accuracies for one pair spread: the noise floor of the matrix."""
+    sds = [statistics.stdev(runs) for runs in accuracy.values() if len(runs) > 1]
+    if not sds:
+        return "One seed per pair: the matrix's seed noise is not measured."
+    seeds = max(len(runs) for runs in accuracy.values())
+    return (
+        f"Seed spread: the standard deviation of a pair's accuracy over its {seeds} seeds is "
+        f"{statistics.mean(sds):.3f} on average (median {statistics.median(sds):.3f}, largest "
+        f"{max(sds):.3f}); the evaluation judges each pair by its mean over the seeds."
+    )
 
 
 def loto_table(result: LotoResult, names: dict[str, str]) -> str:
@@ -219,13 +243,12 @@ def evaluate(store: GraphStore, targets: dict, args: argparse.Namespace) -> None
         names=maps.ids["dataset"],
         targets=rows,
         train=train,
-        seed=0,
+        seed=args.gnn_seed,
         progress=lambda line: print(f"  [loto] {line}", file=sys.stderr),
     )
     print(
         f"## Leave-one-target-out on the local zoo (ensemble {train.ensemble}, {train.epochs} epochs, "
-        f"seed 0; "
-        f"{time.perf_counter() - started:.0f} s)\n"
+        f"seed {args.gnn_seed}; {time.perf_counter() - started:.0f} s)\n"
     )
     print(loto_table(result, {t: name for t, (name, _) in targets.items()}))
     print()
@@ -255,10 +278,24 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=4000, help="images per target at most (stratified subset)")
     parser.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs per pair")
     parser.add_argument("--preset", default="fastai")
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: [int(v) for v in text.split(",")],
+        default=[0, 1, 2],
+        help="fine-tuning seeds per pair, comma-separated; the evaluation graph averages every run of a pair "
+        "that the store holds",
+    )
     parser.add_argument("--probe-n", type=int, default=500)
     parser.add_argument("--ensemble", type=int, default=4)
     parser.add_argument("--gnn-epochs", type=int, default=300)
+    parser.add_argument("--gnn-seed", type=int, default=0, help="seed of the scorer's training")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--sources",
+        default="all",
+        help="datasets to pretrain a SmallCNN on, comma-separated, or 'all' (every registered demo dataset; "
+        f"the demo itself uses {','.join(ZOO_SOURCES)})",
+    )
     parser.add_argument("--max-sources", type=int, default=None, help="first N sources only (smoke runs)")
     parser.add_argument("--max-targets", type=int, default=None, help="first N targets only (smoke runs)")
     parser.add_argument("--skip-eval", action="store_true")
@@ -269,13 +306,15 @@ def main() -> None:
     print("# GNN scorer on the local zoo\n")
     print(f"machine: {machine()}; {args.threads} torch thread(s)\n")
     print(
-        f"Settings: preset {args.preset}, {args.epochs} epochs, seed 0, targets capped at {args.cap} images, "
-        f"probes on {args.probe_n} target images.\n"
+        f"Settings: preset {args.preset}, {args.epochs} epochs, seeds {args.seeds}, targets capped at "
+        f"{args.cap} images, probes on {args.probe_n} target images.\n"
     )
     with open_store(f"embedded:{args.cache / 'zoo.lbug'}") as store:
         sources, targets, accuracy = run_matrix(store, args)
         print("## Fine-tuned test accuracy (source x target)\n")
         print(matrix_table(sources, targets, accuracy))
+        print()
+        print(seed_spread(accuracy))
         print()
         if not args.skip_eval:
             evaluate(store, targets, args)
