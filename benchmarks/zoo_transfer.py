@@ -61,6 +61,8 @@ from transfer.zoo.record import ModelRecord
 DEFAULT_CACHE = Path.home() / ".cache" / "kgraft" / "zoo-transfer"
 TUNED_SOURCE = "kgraft-finetune"
 AGENT = "kgraft zoo_transfer benchmark"
+DEMO_DATASETS = [*ROOTS, *(v[0] for v in VARIANTS)]
+"""Every dataset the demo registers: the roots and their controlled variants."""
 
 
 def machine() -> str:
@@ -79,7 +81,7 @@ def fmt(x: float) -> str:
 def register_targets(store: GraphStore, result, cap: int) -> dict[str, tuple[str, object]]:
     """Target id -> (display name, dataset): every demo dataset, capped to ``cap`` images when larger."""
     targets = {}
-    for name in [*ROOTS, *(v[0] for v in VARIANTS)]:
+    for name in DEMO_DATASETS:
         parent = result.datasets[name]
         ds = result.loaded[parent]
         if len(ds) <= cap:
@@ -91,20 +93,21 @@ def register_targets(store: GraphStore, result, cap: int) -> dict[str, tuple[str
     return targets
 
 
-def outcome(store: GraphStore, source: str, target: str, preset: str, epochs: int, seed: int) -> float | None:
-    """The recorded accuracy of a finished run of this pair with these settings and seed, if any."""
+def outcomes(store: GraphStore, source: str, target: str, preset: str, epochs: int) -> dict[int, float]:
+    """Seed -> recorded accuracy of the finished runs of this pair with these settings."""
     rows = store.query(
         "MATCH (:Model {id: $s})-[t:TRANSFERRED_TO]->(:Dataset {id: $d}) WHERE t.preset = $p "
         "MATCH (a:Activity {id: t.activity}) RETURN t.accuracy AS accuracy, a.settings AS settings",
         {"s": source, "d": target, "p": preset},
     )
+    found: dict[int, float] = {}
     for row in rows:
         settings = row["settings"] or {}
         if isinstance(settings, str):
             settings = json.loads(settings)
-        if settings.get("epochs") == epochs and settings.get("seed") == seed:
-            return float(row["accuracy"])
-    return None
+        if settings.get("epochs") == epochs and isinstance(settings.get("seed"), int):
+            found.setdefault(settings["seed"], float(row["accuracy"]))
+    return found
 
 
 def probed(store: GraphStore, source: str, target: str) -> bool:
@@ -119,7 +122,7 @@ def run_matrix(store: GraphStore, args: argparse.Namespace) -> tuple[list[str], 
     """Register, build the zoo, fine-tune and probe every pair (cached); (sources, targets, accuracies)."""
     started = time.perf_counter()
     result = register_demo_data(store, step=lambda text: print(f"  {text}", file=sys.stderr))
-    names = [*ROOTS, *(v[0] for v in VARIANTS)] if args.sources == "all" else args.sources.split(",")
+    names = DEMO_DATASETS if args.sources == "all" else args.sources.split(",")
     unknown = sorted(set(names) - set(result.datasets))
     if unknown:
         raise SystemExit(f"--sources names datasets the demo does not register: {', '.join(unknown)}.")
@@ -135,8 +138,9 @@ def run_matrix(store: GraphStore, args: argparse.Namespace) -> tuple[list[str], 
     for source in sources:
         record = ModelRecord.from_properties(store.node(Label.MODEL, source))
         for target, (name, ds) in targets.items():
+            recorded = outcomes(store, source, target, args.preset, args.epochs)
             for seed in args.seeds:
-                acc = outcome(store, source, target, args.preset, args.epochs, seed)
+                acc = recorded.get(seed)
                 if acc is None:
                     tick = time.perf_counter()
                     suffix = f"-s{seed}" if seed else ""  # seed 0 keeps the cache's older run names
@@ -272,6 +276,14 @@ def evaluate(store: GraphStore, targets: dict, args: argparse.Namespace) -> None
         print(f"  - {m}: mean r {fmt(r)}, tau {fmt(tau)} over {n} targets.")
 
 
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: comma-separated integers."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers, got {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
@@ -280,7 +292,7 @@ def main() -> None:
     parser.add_argument("--preset", default="fastai")
     parser.add_argument(
         "--seeds",
-        type=lambda text: [int(v) for v in text.split(",")],
+        type=seed_list,
         default=[0, 1, 2],
         help="fine-tuning seeds per pair, comma-separated; the evaluation graph averages every run of a pair "
         "that the store holds",
