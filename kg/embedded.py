@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from kg.batch import GraphBatch
 from kg.errors import KgError, QueryFailed, ReadOnlyViolation, StoreUnavailable
-from kg.schema import ladybug_ddl
+from kg.schema import ladybug_added_columns, ladybug_ddl
 from kg.store import ApplyStats, GraphStore, Transaction
 from ontology.vocab import NODES, RELS, Label, Rel
 
@@ -84,6 +84,13 @@ class LadybugStore(GraphStore):
 
     def ensure_schema(self) -> None:
         for statement in ladybug_ddl():
+            self._run(statement)
+        tables = [row["name"] for row in self._run("CALL show_tables() RETURN name")]
+        existing = {
+            table: {row["name"] for row in self._run(f"CALL table_info('{table}') RETURN name")}
+            for table in tables  # names come from the database's own catalogue, not from input
+        }
+        for statement in ladybug_added_columns(existing):
             self._run(statement)
 
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:

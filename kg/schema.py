@@ -20,6 +20,23 @@ def ladybug_ddl() -> list[str]:
     return statements
 
 
+def ladybug_added_columns(existing: dict[str, set[str]]) -> list[str]:
+    """``ALTER TABLE ... ADD`` statements for properties the ontology gained after a file was created.
+
+    ``existing`` maps each table's name to the column names it holds (``CALL table_info``); tables that
+    are missing are left to :func:`ladybug_ddl`. Older graph files thus open with the current schema.
+    """
+    specs = [(str(s.label), s.properties) for s in NODES.values()]
+    specs += [(str(s.rel), s.properties) for s in RELS.values()]
+    return [
+        f"ALTER TABLE {table} ADD {name} {LADYBUG_TYPES[kind]}"
+        for table, props in specs
+        if table in existing
+        for name, kind in props.items()
+        if name not in existing[table]
+    ]
+
+
 def neo4j_schema() -> list[str]:
     """Uniqueness constraints on ``id`` and indexes on ``name`` for every label."""
     statements = []

@@ -60,6 +60,8 @@ class Rel(StrEnum):
     ATTRIBUTED_TO = "ATTRIBUTED_TO"
     SCORED_ON = "SCORED_ON"
     TRANSFERRED_TO = "TRANSFERRED_TO"
+    SIMILAR_TO = "SIMILAR_TO"
+    SAME_AS = "SAME_AS"
 
 
 KINDS = ("string", "int", "float", "bool", "json")
@@ -208,11 +210,23 @@ RELS: dict[Rel, RelSpec] = {
                 "source_accuracy_after": "float",
                 "forgetting": "float",
                 "preset": "string",
+                "train_size": "int",
+                "epochs": "int",
+                "batch_size": "int",
+                "learning_rate": "float",
+                "failed": "bool",
                 "time": "string",
                 "extra": "json",
             },
             key=("activity",),
         ),
+        RelSpec(
+            Rel.SIMILAR_TO,
+            ((_D, _D),),
+            {"method": "string", "value": "float", "time": "string", "extra": "json"},
+            key=("method",),
+        ),
+        RelSpec(Rel.SAME_AS, ((_D, _D),), {"time": "string"}),
     )
 }
 
