@@ -10,15 +10,14 @@ from rdflib.compare import isomorphic
 
 from kg import GraphStore, open_store
 from tests.cli import assert_clean_failure, kgraft
+from tests.corpus import CROISSANT
 from tests.lineage_fixture import lineage_batch
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/croissant"
 
 
 def test_fixtures_are_present() -> None:
-    """The Croissant examples must be found, or the parametrized import tests would silently vanish."""
-    assert FIXTURES.is_dir(), f"missing {FIXTURES}"
-    assert len(list(FIXTURES.glob("*.json"))) >= 7
+    """The Croissant fixtures must be found, or the parametrized import tests would silently vanish."""
+    assert CROISSANT.is_dir(), f"missing {CROISSANT}"
+    assert len(list(CROISSANT.glob("*.json"))) >= 3
 
 
 def test_cli_rdf_round_trip(store: GraphStore, tmp_path: Path) -> None:
@@ -55,14 +54,14 @@ def test_cli_rdf_bad_files(store: GraphStore, tmp_path: Path) -> None:
 def test_cli_croissant_biases_show_in_bias(store: GraphStore) -> None:
     uri = store.uri
     store.close()
-    for path in sorted(FIXTURES.glob("*.json")):
+    for path in sorted(CROISSANT.glob("*.json")):
         proc = kgraft("import", "croissant", str(path), store=uri)
         assert proc.returncode == 0, (path.name, proc.stderr)
-    bias = kgraft("bias", "bigcode-the-stack", "--format", "json", store=uri)
+    bias = kgraft("bias", "leafscan-mini", "--format", "json", store=uri)
     assert bias.returncode == 0, bias.stderr
     results = json.loads(bias.stdout)["results"]
     kinds = {r["properties"]["kind"] for r in results}
-    assert {"data-bias", "data-limitation"} <= kinds
+    assert {"data-bias", "annotator-demographics"} <= kinds
     assert all(r["properties"]["source"] == "croissant" for r in results)
-    not_json = FIXTURES.parent / "croissant" / "README.md"
+    not_json = CROISSANT / "README.md"
     assert_clean_failure(kgraft("import", "croissant", str(not_json), store=uri), "")

@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.corpus import CROISSANT
 from transfer.data import (
     DataError,
     ImageDataset,
@@ -413,6 +414,6 @@ def test_croissant_distribution_download_fails_clearly_offline(tmp_path, monkeyp
     path.write_text(json.dumps(meta))
     with pytest.raises(DataError, match=r"cannot download https://example\.invalid/tiny\.zip"):
         load_dataset(f"croissant:{path}")
-    fixture = Path(__file__).resolve().parents[2] / "shared/fixtures/croissant/fashion-mnist.json"
+    fixture = CROISSANT / "leafscan-1.0.json"  # its images live in a git+https repository
     with pytest.raises(DataError, match="git\\+https repository"):
         load_dataset(f"croissant:{fixture}")
