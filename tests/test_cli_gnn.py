@@ -1,79 +1,33 @@
 """``kgraft gnn train|eval`` and ``kgraft recommend`` as a user runs them, on a real LadybugDB file holding
-a small subset of the published TransferGraph records (read from ../shared, never copied into the
-project), and the bad inputs of the GNN issue: a graph with no outcomes, a target with no profile, a
-stale scorer, unknown or unusable targets."""
+the repository's invented TransferGraph-layout records (tests/fixtures/transfergraph: 16 models, 5
+targets, 78 runs), and the bad inputs of the GNN issue: a graph with no outcomes, a target with no
+profile, a stale scorer, unknown or unusable targets."""
 
 from __future__ import annotations
 
-import csv
-import os
 from pathlib import Path
-
-import pytest
 
 from kg import GraphBatch, open_store
 from ontology.vocab import Label, Rel
 from tests.cli import assert_clean_failure, kgraft
+from tests.corpus import TRANSFERGRAPH
 
-TRANSFERGRAPH = Path(__file__).resolve().parents[2] / "shared/benchmarks/transfergraph"
-TARGETS = ("dtd", "pets", "flowers", "food101")  # food101 has no row in target_dataset_features.csv
-N_MODELS = 40
+N_RUNS = 78  # rows of records.csv
 QUICK = ("--epochs", "20", "--ensemble", "1")
 D, M = Label.DATASET, Label.MODEL
 
 
-def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        return list(reader.fieldnames or []), list(reader)
-
-
-def _write(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-@pytest.fixture
-def tg_subset(tmp_path) -> Path:
-    """The records of the first 40 models (by name) that have an outcome on all four targets."""
-    if not (TRANSFERGRAPH / "records.csv").is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the TransferGraph records are missing at {TRANSFERGRAPH}")
-        pytest.skip(f"the TransferGraph records are not at {TRANSFERGRAPH}")
-    fields, records = _rows(TRANSFERGRAPH / "records.csv")
-    on = {t: {r["model"] for r in records if r["finetuned_dataset"] == t} for t in TARGETS}
-    models = sorted(set.intersection(*on.values()))[:N_MODELS]
-    assert len(models) == N_MODELS
-    folder = tmp_path / "tg"
-    folder.mkdir()
-    _write(
-        folder / "records.csv",
-        fields,
-        [r for r in records if r["model"] in models and r["finetuned_dataset"] in TARGETS],
-    )
-    fields, configs = _rows(TRANSFERGRAPH / "model_config_dataset.csv")
-    _write(folder / "model_config_dataset.csv", fields, [r for r in configs if r["model"] in models])
-    fields, features = _rows(TRANSFERGRAPH / "target_dataset_features.csv")
-    _write(
-        folder / "target_dataset_features.csv",
-        fields,
-        [r for r in features if r["target_dataset"] in TARGETS],
-    )
-    return folder
-
-
-def _imported(tmp_path: Path, folder: Path) -> str:
+def _imported(tmp_path: Path) -> str:
+    """The fixture records (``sketches`` is a target with no row in target_dataset_features.csv)."""
     uri = f"embedded:{tmp_path / 'g.lbug'}"
-    proc = kgraft("import", "transfergraph", str(folder), store=uri)
+    proc = kgraft("import", "transfergraph", str(TRANSFERGRAPH), store=uri)
     assert proc.returncode == 0, proc.stderr
     return uri
 
 
-def test_gnn_eval_on_chosen_transfergraph_targets(tmp_path, tg_subset) -> None:
-    uri = _imported(tmp_path, tg_subset)
-    proc = kgraft("gnn", "eval", "--targets", "dtd,transfergraph:pets", *QUICK, store=uri)
+def test_gnn_eval_on_chosen_transfergraph_targets(tmp_path) -> None:
+    uri = _imported(tmp_path)
+    proc = kgraft("gnn", "eval", "--targets", "textures,transfergraph:pets", *QUICK, store=uri)
     assert proc.returncode == 0, proc.stderr
     lines = {line.split("│")[1].strip(): line for line in proc.stdout.splitlines() if line.count("│") > 3}
     for method in ("gnn", "mean-z", "gbr"):
@@ -81,14 +35,14 @@ def test_gnn_eval_on_chosen_transfergraph_targets(tmp_path, tg_subset) -> None:
         assert cells[2] == "2", lines[method]  # both targets scored
         r, tau = float(cells[0]), float(cells[1])
         assert -1.0 <= r <= 1.0 and -1.0 <= tau <= 1.0
-    assert "transfergraph:dtd" in proc.stdout and "transfergraph:pets" in proc.stdout
-    assert "flowers" not in proc.stdout  # only the targets asked for
+    assert "transfergraph:textures" in proc.stdout and "transfergraph:pets" in proc.stdout
+    assert "leaves" not in proc.stdout  # only the targets asked for
     assert "no SCORED_ON estimator measurements" in proc.stdout
 
 
-def test_gnn_eval_refuses_unknown_and_unusable_targets(tmp_path, tg_subset) -> None:
-    uri = _imported(tmp_path, tg_subset)
-    assert_clean_failure(kgraft("gnn", "eval", "--targets", "dtd,nosuch", *QUICK, store=uri), "nosuch")
+def test_gnn_eval_refuses_unknown_and_unusable_targets(tmp_path) -> None:
+    uri = _imported(tmp_path)
+    assert_clean_failure(kgraft("gnn", "eval", "--targets", "textures,nosuch", *QUICK, store=uri), "nosuch")
     with open_store(uri, read_only=True) as store:
         (row,) = store.query(
             "MATCH (m:Model)-[:TRAINED_ON]->(d:Dataset) RETURN d.id AS id ORDER BY id LIMIT 1", {}
@@ -98,20 +52,20 @@ def test_gnn_eval_refuses_unknown_and_unusable_targets(tmp_path, tg_subset) -> N
     )
 
 
-def test_recommend_notes_a_target_without_profile_and_a_stale_scorer(tmp_path, tg_subset) -> None:
-    uri = _imported(tmp_path, tg_subset)
+def test_recommend_notes_a_target_without_profile_and_a_stale_scorer(tmp_path) -> None:
+    uri = _imported(tmp_path)
     trained = kgraft("gnn", "train", "--out", str(tmp_path / "scorers"), *QUICK, store=uri)
     assert trained.returncode == 0, trained.stderr
-    assert f"trained on {len(TARGETS) * N_MODELS} outcomes" in trained.stdout
+    assert f"trained on {N_RUNS} outcomes" in trained.stdout
 
-    profiled = kgraft("recommend", "dtd", "--top", "3", store=uri)
+    profiled = kgraft("recommend", "textures", "--top", "3", store=uri)
     assert profiled.returncode == 0, profiled.stderr
     assert "no profile" not in profiled.stderr and "stale" not in profiled.stderr
     assert profiled.stdout.count("outcomes") >= 3  # basis column: learned from outcomes
 
-    bare = kgraft("recommend", "food101", "--top", "3", store=uri)
+    bare = kgraft("recommend", "sketches", "--top", "3", store=uri)
     assert bare.returncode == 0, bare.stderr
-    assert "'food101' has no profile" in " ".join(bare.stderr.split())
+    assert "'sketches' has no profile" in " ".join(bare.stderr.split())
 
     model = _a_model(uri)
     with open_store(uri) as store:
@@ -119,13 +73,13 @@ def test_recommend_notes_a_target_without_profile_and_a_stale_scorer(tmp_path, t
         late.edge(
             Rel.TRANSFERRED_TO,
             (M, model),
-            (D, "transfergraph:dtd"),
+            (D, "transfergraph:textures"),
             activity="run:late",
             accuracy=0.5,
             time="2999-01-01T00:00:00+00:00",
         )
         store.apply(late)
-    stale = kgraft("recommend", "dtd", "--top", "3", store=uri)
+    stale = kgraft("recommend", "textures", "--top", "3", store=uri)
     assert stale.returncode == 0, stale.stderr
     message = " ".join(stale.stderr.split())
     assert "is stale" in message and "retrain it with `kgraft gnn train`" in message
@@ -137,7 +91,7 @@ def _a_model(uri: str) -> str:
     with open_store(uri, read_only=True) as store:
         (row,) = store.query(
             "MATCH (m:Model)-[:TRANSFERRED_TO]->(:Dataset {id: $d}) RETURN m.id AS id ORDER BY id LIMIT 1",
-            {"d": "transfergraph:dtd"},
+            {"d": "transfergraph:textures"},
         )
     return row["id"]
 

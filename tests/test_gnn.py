@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -34,18 +34,10 @@ from gnn.transfergraph import transfergraph_batch
 from kg import GraphBatch, GraphStore, open_store
 from kg.errors import InvalidRecord
 from ontology.vocab import Label, Rel
+from tests.corpus import SHARED_TRANSFERGRAPH, TRANSFERGRAPH
 
-TRANSFERGRAPH = Path(__file__).resolve().parents[2] / "shared/benchmarks/transfergraph"
 D, M, C, DOM, B = Label.DATASET, Label.MODEL, Label.CONCEPT, Label.DOMAIN, Label.BIAS
 QUICK = TrainConfig(epochs=30, ensemble=2)
-
-
-def _transfergraph_dir() -> Path:
-    if not (TRANSFERGRAPH / "records.csv").is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the TransferGraph records are missing at {TRANSFERGRAPH}")
-        pytest.skip(f"the TransferGraph records are not at {TRANSFERGRAPH}")
-    return TRANSFERGRAPH
 
 
 def small_graph(outcomes: bool = True) -> GraphBatch:
@@ -222,48 +214,83 @@ def test_builder_is_fast_on_a_large_graph(tmp_path) -> None:
 # ----------------------------------------------------------------------------- TransferGraph import
 
 
-@pytest.fixture(scope="module")
-def transfergraph(tmp_path_factory):
-    """The TransferGraph records in a LadybugDB file, and the graph built from it."""
-    directory = _transfergraph_dir()
+class Corpus(NamedTuple):
+    """A TransferGraph-layout folder and facts about it, checked by hand against its CSV files."""
+
+    directory: Path
+    models: int
+    runs: int
+    vit: str  # a ViT model's name
+    pretrained: tuple[str, str]  # (model, dataset) of a model pretrained on a dataset that is also a target
+    sized: tuple[str, int, int]  # (target, size, classes) from target_dataset_features.csv
+    loto: tuple[str, str]  # two targets for the leave-one-target-out leak test
+
+
+CORPORA = {
+    "fixture": Corpus(
+        TRANSFERGRAPH, 16, 78, "acme/vit-base-imagenet", ("birch-lab/resnet50-satellite", "satellite"),
+        ("leaves", 3200, 12), ("textures", "pets"),
+    ),
+    "shared": Corpus(
+        SHARED_TRANSFERGRAPH, 185, 2254, "google/vit-base-patch16-224",
+        ("nateraw/vit-base-food101", "food101"), ("cifar100", 50000, 100), ("dtd", "stanfordcars"),
+    ),
+}  # fmt: skip
+
+
+class Imported(NamedTuple):
+    corpus: Corpus
+    uri: str
+    data: object
+    maps: object
+
+
+@pytest.fixture(
+    scope="module",
+    params=["fixture", pytest.param("shared", marks=pytest.mark.shared_corpus)],
+)
+def transfergraph(request, tmp_path_factory) -> Imported:
+    """TransferGraph records (the repository's invented ones; the published ones where ../shared is) in a
+    LadybugDB file, and the graph built from it."""
+    corpus = CORPORA[request.param]
     path = tmp_path_factory.mktemp("tg") / "g.lbug"
     with open_store(f"embedded:{path}") as s:
-        s.apply(transfergraph_batch(directory))
+        s.apply(transfergraph_batch(corpus.directory))
         data, maps = build_hetero(s)
-    return f"embedded:{path}", data, maps
+    return Imported(corpus, f"embedded:{path}", data, maps)
 
 
-def test_transfergraph_import_matches_the_csv(transfergraph) -> None:
-    uri, data, _ = transfergraph
-    directory = _transfergraph_dir()
-    config = pd.read_csv(directory / "model_config_dataset.csv")
-    records = pd.read_csv(directory / "records.csv")
+def test_transfergraph_import_matches_the_csv(transfergraph: Imported) -> None:
+    corpus, uri, data, _ = transfergraph
+    config = pd.read_csv(corpus.directory / "model_config_dataset.csv")
+    records = pd.read_csv(corpus.directory / "records.csv")
     with open_store(uri, read_only=True) as s:
-        assert s.count(M) == len(config) >= 185
+        assert s.count(M) == len(config) == corpus.models
         rows = s.query(
             "MATCH (m:Model)-[r:TRANSFERRED_TO]->(d:Dataset) RETURN m.id AS m, d.name AS d, r.accuracy AS a"
         )
-        assert len(rows) == len(records) == 2254
+        assert len(rows) == len(records) == corpus.runs
         got = pd.DataFrame(rows).groupby("d")["a"].agg(["count", "mean"])
         want = records.groupby("finetuned_dataset")["test_accuracy"].agg(["count", "mean"])
         assert got["count"].to_dict() == want["count"].to_dict()
         np.testing.assert_allclose(got["mean"].sort_index(), want["mean"].sort_index(), rtol=1e-9)
-        vit = s.node(M, "hf:google/vit-base-patch16-224")
+        vit = s.node(M, f"hf:{corpus.vit}")
         assert vit["architecture"] == "ViTForImageClassification" and vit["extra"]["model_type"] == "vit"
+        model, dataset = corpus.pretrained
         trained = s.query(
-            "MATCH (m:Model {id: $id})-[:TRAINED_ON]->(d:Dataset) RETURN d.name AS d",
-            {"id": "hf:nateraw/vit-base-food101"},
+            "MATCH (m:Model {id: $id})-[:TRAINED_ON]->(d:Dataset) RETURN d.name AS d", {"id": f"hf:{model}"}
         )
-        assert trained == [{"d": "food101"}]
-        cifar = s.node(D, "transfergraph:cifar100")
-        assert cifar["n_samples"] == 50000 and cifar["n_classes"] == 100
-    assert data["model"].num_nodes == len(config) and data.n_outcome_runs == 2254
+        assert trained == [{"d": dataset}]  # one Dataset node for a pretraining set that is also a target
+        target, size, classes = corpus.sized
+        node = s.node(D, f"transfergraph:{target}")
+        assert node["n_samples"] == size and node["n_classes"] == classes
+    assert data["model"].num_nodes == len(config) and data.n_outcome_runs == corpus.runs
 
 
 def test_transfergraph_import_refuses_bad_files(tmp_path) -> None:
     with pytest.raises(InvalidRecord, match="missing"):
         transfergraph_batch(tmp_path)
-    directory = _transfergraph_dir()
+    directory = TRANSFERGRAPH
     for name in ("model_config_dataset.csv", "target_dataset_features.csv"):
         (tmp_path / name).write_text((directory / name).read_text())
     lines = (directory / "records.csv").read_text().splitlines()
@@ -280,8 +307,8 @@ def test_transfergraph_import_refuses_bad_files(tmp_path) -> None:
 # ----------------------------------------------------------------------------- training and evaluation
 
 
-def test_training_reduces_the_loss(transfergraph) -> None:
-    _, data, _ = transfergraph
+def test_training_reduces_the_loss(transfergraph: Imported) -> None:
+    data = transfergraph.data
     outcomes = outcome_table(data)
     probe = outcomes.targets()[::3]  # the objective with these targets hidden, before and after
     untrained = fit(data, train=TrainConfig(epochs=0, ensemble=1), seed=0).ensemble
@@ -301,9 +328,10 @@ def _scrambled(data, target: int, seed: int = 0):
     return copy
 
 
-def test_leave_one_target_out_really_hides_the_target(transfergraph) -> None:
-    _, data, maps = transfergraph
-    target = maps.index_of("dataset", "transfergraph:dtd")
+def test_leave_one_target_out_really_hides_the_target(transfergraph: Imported) -> None:
+    _, _, data, maps = transfergraph
+    first, second = transfergraph.corpus.loto
+    target = maps.index_of("dataset", f"transfergraph:{first}")
     models = outcome_table(data).src[outcome_table(data).dst == target]
     config = TrainConfig(epochs=40, ensemble=1)
 
@@ -319,7 +347,7 @@ def test_leave_one_target_out_really_hides_the_target(transfergraph) -> None:
 
     # and a planted leak shows in the score
     names = maps.names["dataset"]
-    targets = [target, maps.index_of("dataset", "transfergraph:stanfordcars")]
+    targets = [target, maps.index_of("dataset", f"transfergraph:{second}")]
     honest = loto(data, names=names, targets=targets, train=config, baselines=False)
     leaked = loto(data, names=names, targets=targets, train=config, baselines=False, leak=True)
     r_honest, tau_honest, _ = honest.mean("gnn")
