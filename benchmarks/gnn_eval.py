@@ -206,6 +206,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--targets", default="", help="comma-separated target names (default: all)")
     parser.add_argument("--nested", action="store_true", help="also run per-fold inner config selection")
+    parser.add_argument("--convs", default="sage,hgt", help="structural convs to evaluate (sage first)")
     parser.add_argument("--skip-loto", action="store_true")
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--graph-nodes", type=int, default=100_000)
@@ -236,7 +237,8 @@ def main() -> None:
         f"TransferGraph import: {stats.nodes_created} nodes, {stats.edges_created} relationships in "
         f"{import_s:.2f} s; HeteroData built in {build_s:.2f} s "
         f"({data['model'].num_nodes} models, {data['dataset'].num_nodes} datasets, "
-        f"{data['model', 'transferred_to', 'dataset'].edge_index.shape[1]} outcome pairs).\n"
+        f"{data['model', 'transferred_to', 'dataset'].edge_index.shape[1]} outcome pairs; "
+        f"{int(data.n_failed_runs)} runs at chance flagged failed and left out of the ranking signal).\n"
     )
 
     if not args.skip_loto:
@@ -248,7 +250,7 @@ def main() -> None:
             f"## Leave-one-target-out (ensemble {train.ensemble}, {train.epochs} epochs, seed {args.seed})\n"
         )
         runs: dict[str, LotoResult] = {}
-        for conv in ("sage", "hgt"):
+        for conv in args.convs.split(","):
             started = time.perf_counter()
             runs[conv] = loto(
                 data,
@@ -289,6 +291,13 @@ def main() -> None:
         )
         print(prior_sensitivity({k: v for k, v in runs.items() if k != "nested"}, "sage"))
         print()
+        agreement = ", ".join(
+            f"{m} {fmt(runs['sage'].ranking_agreement(m))}" for m in ("actual", "gnn", "mean-z")
+        )
+        print(
+            "Ranking agreement between held-out targets (mean Spearman over the models two targets "
+            f"share; 1 = one ranking for every target): {agreement}.\n"
+        )
         for note in runs["sage"].notes:
             print(f"Note: {note}")
         if args.nested:

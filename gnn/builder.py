@@ -45,8 +45,11 @@ edge type                                              from / extra tensors
 =====================================================  ==================================================
 
 Graph-level attributes: ``outcome_digest`` (sha256 of every run's model, dataset, activity and
-accuracy: what a scorer saw), ``n_outcome_runs``, ``newest_outcome_time`` (ISO text; "" when no
-outcome has a time).
+accuracy: what a scorer saw), ``n_outcome_runs``, ``n_failed_runs`` (runs flagged ``failed``: at
+chance, kept in the graph but not a ranking signal, so left out of ``edge_label``),
+``newest_outcome_time`` (ISO text; "" when no outcome has a time), ``alias_of`` [N_d] int64 (each
+dataset's canonical row in its SAME_AS group: outcomes and measurements of every name of a dataset
+land on that row, so its history follows the dataset and hiding it hides all its names).
 
 The graph leaves out the GNN's own artefacts: Model nodes of kind ``gnn-scorer`` and the Dataset
 nodes (source ``kgraft-gnn``) that stand for the outcome snapshots they were trained on.
@@ -66,6 +69,7 @@ import pandas as pd
 import torch
 from torch_geometric.data import HeteroData
 
+from kg.aliases import alias_groups
 from kg.store import GraphStore
 from ontology.vocab import Label, Rel
 
@@ -449,8 +453,10 @@ def build_hetero(store: GraphStore) -> tuple[HeteroData, IdMaps]:
                 np.isin(pairs[:, 0].astype(np.int64) * n + pairs[:, 1], codes)
             )
 
+    alias = _alias_rows(store, maps)
+    data.alias_of = torch.from_numpy(alias)
     frame = _read_edges(store, Rel.SCORED_ON, Label.MODEL, Label.DATASET, ("kind", "value", "p_value"))
-    s, d = _index(maps, "model", frame["src"]), _index(maps, "dataset", frame["dst"])
+    s, d = _index(maps, "model", frame["src"]), _canonical(alias, _index(maps, "dataset", frame["dst"]))
     keep = (s >= 0) & (d >= 0)
     frame = frame[keep].reset_index(drop=True)
     attr, value, kinds = _scored_attr(frame) if len(frame) else (np.zeros((0, SCORED_ATTR_DIM)), [], [])
@@ -461,11 +467,13 @@ def build_hetero(store: GraphStore) -> tuple[HeteroData, IdMaps]:
         data[et].edge_kind = torch.tensor(np.asarray(kinds, dtype=np.int64))
 
     frame = _read_edges(
-        store, Rel.TRANSFERRED_TO, Label.MODEL, Label.DATASET, ("accuracy", "activity", "time")
+        store, Rel.TRANSFERRED_TO, Label.MODEL, Label.DATASET, ("accuracy", "activity", "time", "failed")
     )
     frame["accuracy"] = pd.to_numeric(frame["accuracy"], errors="coerce")
-    frame = frame[np.isfinite(frame["accuracy"].to_numpy(dtype=np.float64))].reset_index(drop=True)
-    s, d = _index(maps, "model", frame["src"]), _index(maps, "dataset", frame["dst"])
+    trained = np.isfinite(frame["accuracy"].to_numpy(dtype=np.float64)) & ~frame["failed"].eq(True).to_numpy()
+    data.n_failed_runs = int((frame["failed"].eq(True)).sum())
+    frame = frame[trained].reset_index(drop=True)
+    s, d = _index(maps, "model", frame["src"]), _canonical(alias, _index(maps, "dataset", frame["dst"]))
     keep = (s >= 0) & (d >= 0)
     runs = pd.DataFrame({"s": s[keep], "d": d[keep], "acc": frame["accuracy"].to_numpy()[keep]})
     pairs = runs.groupby(["s", "d"], sort=True)["acc"].agg(["mean", "count"]).reset_index()
@@ -478,6 +486,27 @@ def build_hetero(store: GraphStore) -> tuple[HeteroData, IdMaps]:
     times = [t for t in kept["time"].tolist() if isinstance(t, str) and t]
     data.newest_outcome_time = max(times) if times else ""  # PyG drops None attributes
     return data, maps
+
+
+def _alias_rows(store: GraphStore, maps: IdMaps) -> np.ndarray:
+    """[N_d] int64: each dataset row's canonical row in its SAME_AS group (itself without one)."""
+    rows = np.arange(len(maps.ids["dataset"]), dtype=np.int64)
+    for id, root in alias_groups(store).items():
+        i, r = maps.index["dataset"].get(id), maps.index["dataset"].get(root)
+        if i is not None and r is not None:
+            rows[i] = r
+    return rows
+
+
+def _canonical(alias: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Dataset rows mapped to their alias group's canonical row (-1, a missing node, stays -1)."""
+    return np.where(rows >= 0, alias[np.maximum(rows, 0)], rows) if len(rows) else rows
+
+
+def canonical_dataset(data: HeteroData, row: int) -> int:
+    """The row whose outcomes and measurements stand for dataset ``row`` and its aliases."""
+    alias = getattr(data, "alias_of", None)
+    return int(alias[row]) if alias is not None and len(alias) > row else row
 
 
 # ----------------------------------------------------------------------------- pair context
@@ -512,6 +541,19 @@ def _adjacency(data: HeteroData, edge_type: tuple[str, str, str], only: str | No
         ei = ei[:, mask.numpy()] if mask is not None and len(mask) == ei.shape[1] else ei[:, :0]
     shape = (data[src].num_nodes, data[dst].num_nodes)
     return sp.csr_matrix((np.ones(ei.shape[1]), (ei[0], ei[1])), shape=shape)
+
+
+def _alias_adjacency(data: HeteroData) -> Any:
+    """Sparse [N_d, N_d]: dataset rows joined to their alias group's canonical row, both ways."""
+    import scipy.sparse as sp
+
+    n = data["dataset"].num_nodes
+    alias = getattr(data, "alias_of", None)
+    if alias is None or len(alias) != n:
+        return sp.csr_matrix((n, n))
+    rows = np.arange(n)
+    a = sp.csr_matrix((np.ones(n), (rows, alias.numpy())), shape=(n, n))
+    return a + a.T
 
 
 def _closure(step: Any, hops: int) -> Any:
@@ -557,7 +599,7 @@ class PairContext:
         self.model_concepts = (self.seen @ self.concepts).sign().tocsr()
         self.seen_related = (self.seen @ self.related).sign().tocsr()
         sampled = _adjacency(data, ("dataset", "derived_from", "dataset"), "edge_sampled")
-        same = _closure(sampled + sampled.T, LINEAGE_HOPS)
+        same = _closure(sampled + sampled.T + _alias_adjacency(data), LINEAGE_HOPS)
         self.seen_data = (self.seen @ same).sign().tocsr()
         self._estimators = self._estimator_table(data)
 

@@ -89,6 +89,8 @@ class TargetResult:
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
     seen: np.ndarray | None = None
     seen_prior: float = 0.0
+    models: np.ndarray | None = None
+    """[n_models] the model rows ``actual`` and ``predictions`` are about."""
 
     def scores_with_prior(self, method: str, prior: float) -> tuple[float, float]:
         """(r, tau) of ``method`` ("gnn" or "mean-z") with ``prior`` z added for sources trained on the
@@ -122,6 +124,26 @@ class LotoResult:
             float(np.mean(taus)) if taus else math.nan,
             len(rs),
         )
+
+    def ranking_agreement(self, method: str, min_shared: int = 10) -> float:
+        """Mean Spearman correlation between the rankings ``method`` gave two different held-out
+        targets, over the models both were scored on (pairs sharing >= ``min_shared``); ``"actual"``
+        gives the same for the recorded accuracies. Near 1: one ranking for every target."""
+        rows = []
+        for t in self.targets:
+            values = t.actual if method == "actual" else t.predictions.get(method)
+            if values is not None and t.models is not None:
+                rows.append(dict(zip(t.models.tolist(), np.asarray(values, float).tolist(), strict=True)))
+        rhos = []
+        for i in range(len(rows)):
+            for j in range(i + 1, len(rows)):
+                shared = sorted(rows[i].keys() & rows[j].keys())
+                if len(shared) >= min_shared:
+                    a = [rows[i][m] for m in shared]
+                    b = [rows[j][m] for m in shared]
+                    if np.ptp(a) > 0 and np.ptp(b) > 0:
+                        rhos.append(float(scipy.stats.spearmanr(a, b).statistic))
+        return float(np.mean(rhos)) if rhos else math.nan
 
 
 def _mean_z_baseline(
@@ -330,6 +352,7 @@ def loto(
                 predictions=predictions,
                 seen=seen,
                 seen_prior=fold_gnn.seen_prior,
+                models=np.asarray(models, dtype=np.int64),
             )
         )
         if progress:

@@ -31,10 +31,19 @@ import numpy as np
 import scipy.stats
 from torch_geometric.data import HeteroData
 
-from gnn.builder import ESTIMATOR_KINDS, SCORE_KINDS, SCORED, SHIFT_KINDS, IdMaps, PairContext
+from gnn.builder import (
+    ESTIMATOR_KINDS,
+    SCORE_KINDS,
+    SCORED,
+    SHIFT_KINDS,
+    IdMaps,
+    PairContext,
+    canonical_dataset,
+)
 from gnn.train import Ensemble, Outcomes, ScorerInfo, graph_and_context, load_scorer, outcome_table
 from kg.errors import NotFound
 from kg.lineage import biases_reaching
+from kg.outcomes import RecordedRun, collapse_warning, recorded_runs
 from kg.store import GraphStore
 from ontology.vocab import Label
 
@@ -123,12 +132,13 @@ def scoring_context(store: GraphStore, scorer_id: str | None = None) -> ScoringC
     return ctx
 
 
-def _target_row(store: GraphStore, maps: IdMaps, target: str) -> int:
+def _target_row(store: GraphStore, data: HeteroData, maps: IdMaps, target: str) -> int:
+    """The dataset row a target is scored as: its alias group's canonical row (``canonical_dataset``)."""
     _, dataset_id = store.resolve(target, (Label.DATASET,))
     row = maps.index["dataset"].get(dataset_id)
     if row is None:
         raise NotFound(f"{dataset_id!r} is a scorer's outcome snapshot, not a target dataset.")
-    return row
+    return canonical_dataset(data, row)
 
 
 PROFILE_FLAGS = [1, 3, 5, 7, 9, 16]
@@ -327,7 +337,7 @@ def pair_compatibility(
     it, without the shift and bias risks it adds per model; ``None`` when the model is not in the
     scorer's graph."""
     ctx = scoring_context(store, scorer_id)
-    target = _target_row(store, ctx.maps, target_dataset_id)
+    target = _target_row(store, ctx.data, ctx.maps, target_dataset_id)
     row = ctx.maps.index["model"].get(model_id)
     if row is None:
         return None
@@ -339,11 +349,21 @@ def pair_compatibility(
 
 
 def recommend(
-    store: GraphStore, target_dataset_id: str, top: int = 10, *, scorer_id: str | None = None
+    store: GraphStore,
+    target_dataset_id: str,
+    top: int = 10,
+    *,
+    scorer_id: str | None = None,
+    train_size: int | None = None,
+    batch_size: int | None = None,
 ) -> list[Recommendation]:
-    """The ``top`` source models for a target dataset (id or name), best first, with both risks."""
+    """The ``top`` source models for a target dataset (id or name), best first, with both risks.
+
+    ``train_size`` and ``batch_size`` describe the regime the user will fine-tune under (default:
+    the target's recorded size, any batch size); a candidate whose recorded runs collapsed to chance
+    under a similar regime gets a warning among its compatibility facts (``kg.outcomes``)."""
     ctx = scoring_context(store, scorer_id)
-    target = _target_row(store, ctx.maps, target_dataset_id)
+    target = _target_row(store, ctx.data, ctx.maps, target_dataset_id)
     profile_note = no_profile_note(ctx.data, ctx.maps, target)
     notes = (*ctx.notes, profile_note) if profile_note else tuple(ctx.notes)
     models = np.arange(ctx.data["model"].num_nodes)
@@ -354,6 +374,7 @@ def recommend(
     order = sorted(range(len(models)), key=lambda i: (-scores[i].value, ids[i]))[: max(top, 0)]
     mean, std, n = ctx.outcomes.stats(target)
     recorded = _recorded(ctx.outcomes, target)
+    warnings_of = _collapse_warnings(store, ctx, target, [ids[i] for i in order], train_size, batch_size)
     out = []
     for rank, i in enumerate(order, start=1):
         shift = shift_risk(ctx, int(models[i]), target)
@@ -371,7 +392,11 @@ def recommend(
                 uncertainty=scores[i].uncertainty if scores[i].uncertainty is not None else math.nan,
                 shift_risk=shift.value,
                 bias_risk=bias.value,
-                facts={"compatibility": scores[i].facts, "shift_risk": shift.facts, "bias_risk": bias.facts},
+                facts={
+                    "compatibility": scores[i].facts + warnings_of.get(ids[i], ()),
+                    "shift_risk": shift.facts,
+                    "bias_risk": bias.facts,
+                },
                 basis=basis,
                 predicted_z=predicted_z,
                 predicted_accuracy=predicted_accuracy,
@@ -379,4 +404,28 @@ def recommend(
                 notes=notes,
             )
         )
+    return out
+
+
+def _collapse_warnings(
+    store: GraphStore,
+    ctx: ScoringContext,
+    target: int,
+    model_ids: list[str],
+    train_size: int | None,
+    batch_size: int | None,
+) -> dict[str, tuple[str, ...]]:
+    """Model id -> a one-fact warning when its recorded runs collapsed under a regime like this one."""
+    if train_size is None:
+        raw = float(ctx.data["dataset"].x[target, 0])  # log1p n_samples (builder.dataset_features)
+        known = float(ctx.data["dataset"].x[target, 1]) > 0
+        train_size = round(math.expm1(raw)) if known else None
+    by_model: dict[str, list[RecordedRun]] = {}
+    for run in recorded_runs(store, model_ids):
+        by_model.setdefault(run.model_id, []).append(run)
+    out = {}
+    for model_id, runs in by_model.items():
+        warning = collapse_warning(runs, train_size=train_size, batch_size=batch_size)
+        if warning:
+            out[model_id] = (f"warning: {warning}",)
     return out

@@ -19,11 +19,15 @@ element                               from
                                       [3, s, s], ``metrics`` {"reported_accuracy"}, ``extra``
                                       {"model_type", ...}, ``source`` "transfergraph"
 ``Dataset transfergraph:{name}``      a pretraining dataset (config ``dataset``) or a target; one node
-                                      when a dataset is both (eurosat, cifar100, food101, ...)
+                                      when a dataset is both (eurosat, cifar100, food101, ...); a
+                                      target missing from the features file takes its class count
+                                      from the models pretrained on it when they all agree
 ``TRAINED_ON`` Model -> Dataset       the model's pretraining dataset
 ``TRANSFERRED_TO`` Model -> Dataset   a records row: ``accuracy`` = ``test_accuracy``, ``activity``
-                                      "transfergraph:{row index}", ``preset`` "transfergraph",
-                                      ``extra`` {epochs, batch_size, lr, eval_accuracy, ...}
+                                      "transfergraph:{row index}", ``preset`` "transfergraph", the
+                                      regime (``epochs``, ``batch_size``, ``learning_rate`` = ``lr``,
+                                      ``train_size`` = size x the ``train_slice`` fraction), ``failed``
+                                      (``kg.outcomes.is_failed_run``), ``extra`` {eval_accuracy, ...}
 ====================================  =============================================================
 """
 
@@ -37,6 +41,7 @@ from typing import Any
 
 from kg.batch import GraphBatch
 from kg.errors import InvalidRecord
+from kg.outcomes import chance_accuracy, is_failed_run
 from ontology.vocab import Label, Rel
 
 MODEL_FILE = "model_config_dataset.csv"
@@ -130,6 +135,7 @@ def transfergraph_batch(directory: str | Path) -> GraphBatch:
 
     b = GraphBatch()
     known: set[str] = set()
+    pretrained_labels: dict[str, set[int]] = {}
     for i, row in enumerate(models, start=2):  # line numbers as an editor shows them
         name = (row.get("model") or "").strip()
         if not name:
@@ -160,6 +166,8 @@ def transfergraph_batch(directory: str | Path) -> GraphBatch:
         )
         known.add(name)
         if pretrained_on:
+            if labels is not None:
+                pretrained_labels.setdefault(pretrained_on, set()).add(int(labels))
             b.node(Label.DATASET, dataset_id(pretrained_on), name=pretrained_on, source=SOURCE)
             b.edge(
                 Rel.TRAINED_ON,
@@ -168,6 +176,7 @@ def transfergraph_batch(directory: str | Path) -> GraphBatch:
                 split="train",
             )
 
+    profile: dict[str, tuple[float | None, float | None]] = {}  # target -> (size, classes)
     for i, row in enumerate(targets, start=2):
         name = (row.get("target_dataset") or "").strip()
         if not name:
@@ -175,6 +184,7 @@ def transfergraph_batch(directory: str | Path) -> GraphBatch:
         where = f"{TARGETS_FILE} line {i} ({name})"
         size = _number(row.get("size", ""), f"{where}: size")
         classes = _number(row.get("number_of_classes", ""), f"{where}: number_of_classes")
+        profile[name] = (size, classes)
         b.node(
             Label.DATASET,
             dataset_id(name),
@@ -197,11 +207,7 @@ def transfergraph_batch(directory: str | Path) -> GraphBatch:
         if not 0.0 <= accuracy <= 1.0:
             raise InvalidRecord(f"{where}: test_accuracy must lie in [0, 1], got {accuracy}.")
         extra: dict[str, Any] = {}
-        for column in ("epochs", "batch_size"):
-            value = _number(row.get(column, ""), f"{where}: {column}")
-            if value is not None:
-                extra[column] = int(value)
-        for column in ("lr", "eval_accuracy", "elapsed_time"):
+        for column in ("eval_accuracy", "elapsed_time"):
             value = _number(row.get(column, ""), f"{where}: {column}")
             if value is not None:
                 extra[column] = value
@@ -209,7 +215,15 @@ def transfergraph_batch(directory: str | Path) -> GraphBatch:
             value = (row.get(column) or "").strip()
             if value:
                 extra[column] = value
+        epochs = _number(row.get("epochs", ""), f"{where}: epochs")
+        batch_size = _number(row.get("batch_size", ""), f"{where}: batch_size")
+        size, classes = profile.get(target, (None, None))
+        if classes is None and len(pretrained_labels.get(target, ())) == 1:
+            classes = float(next(iter(pretrained_labels[target])))
+        fraction = _slice_fraction(row.get("train_slice", ""))
         b.node(Label.DATASET, dataset_id(target), name=target, source=SOURCE)
+        if classes is not None and target not in profile:
+            b.node(Label.DATASET, dataset_id(target), n_classes=int(classes))
         b.edge(
             Rel.TRANSFERRED_TO,
             (Label.MODEL, model_id(name)),
@@ -217,6 +231,25 @@ def transfergraph_batch(directory: str | Path) -> GraphBatch:
             activity=f"{SOURCE}:{index}",
             accuracy=accuracy,
             preset=SOURCE,
+            epochs=int(epochs) if epochs is not None else None,
+            batch_size=int(batch_size) if batch_size is not None else None,
+            learning_rate=_number(row.get("lr", ""), f"{where}: lr"),
+            train_size=round(size * fraction) if size is not None and fraction is not None else None,
+            failed=is_failed_run(accuracy, chance_accuracy(int(classes) if classes else None)),
             extra=extra,
         )
     return b
+
+
+def _slice_fraction(value: str) -> float | None:
+    """The share of the data a Hugging Face split slice takes: ``":0.7"`` -> 0.7, ``"0.7:0.9"`` ->
+    0.2; ``None`` when it is not a fractional slice."""
+    text = (value or "").strip()
+    if ":" not in text:
+        return None
+    low, _, high = text.partition(":")
+    try:
+        a, b = float(low or 0.0), float(high or 1.0)
+    except ValueError:
+        return None
+    return b - a if 0.0 <= a < b <= 1.0 else None

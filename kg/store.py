@@ -157,11 +157,25 @@ class GraphStore(ABC):
                 break
         if not hits:
             kinds = " or ".join(str(lb).lower() for lb in labels)
-            raise NotFound(f"no {kinds} named {name!r} in the graph.")
+            close = self.closest_names(name, labels)
+            hint = f" Closest: {', '.join(close)}." if close else ""
+            raise NotFound(f"no {kinds} named {name!r} in the graph.{hint}")
         if len(hits) > 1:
             options = ", ".join(f"{lb}:{i}" for lb, i in hits)
             raise NotFound(f"{name!r} is ambiguous ({options}); pass the id instead.")
         return hits[0]
+
+    def closest_names(self, name: str, labels: tuple[Label, ...], n: int = 3) -> list[str]:
+        """Up to ``n`` ids or names of ``labels`` nodes that look like ``name`` (for error messages)."""
+        import difflib
+
+        known: set[str] = set()
+        for label in labels:
+            for row in self.query(f"MATCH (n:{label}) RETURN n.id AS id, n.name AS name"):
+                known.update(v for v in (row["id"], row["name"]) if isinstance(v, str))
+        lowered = {k.lower(): k for k in known}
+        close = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
+        return [lowered[c] for c in close]
 
     def __enter__(self) -> GraphStore:
         return self
