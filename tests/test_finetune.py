@@ -465,10 +465,14 @@ def test_the_run_its_lineage_and_outcome_are_in_the_graph(
         "MATCH (s:Model {id: $src})-[t:TRANSFERRED_TO]->(d:Dataset {id: $dst}) "
         "RETURN t.activity AS activity, t.accuracy AS accuracy, t.baseline_accuracy AS baseline, "
         "t.gain AS gain, t.forgetting AS forgetting, t.source_accuracy_before AS before, "
-        "t.source_accuracy_after AS after, t.preset AS preset",
+        "t.source_accuracy_after AS after, t.preset AS preset, t.train_size AS train_size, "
+        "t.epochs AS epochs, t.batch_size AS batch_size, t.learning_rate AS lr, t.failed AS failed",
         {"src": fashion_cnn.id, "dst": "digits-10-shot"},
     )
     assert outcome["activity"] == run and outcome["preset"] == "fastai"
+    # The regime: 10 training images per class, the settings' epochs, batch and base rate.
+    assert (outcome["train_size"], outcome["epochs"], outcome["batch_size"]) == (100, 2, 32)
+    assert outcome["lr"] == pytest.approx(1e-2) and outcome["failed"] is (result.accuracy < 0.15)
     assert outcome["accuracy"] == pytest.approx(result.accuracy)
     assert outcome["baseline"] == pytest.approx(result.baseline_accuracy)
     assert outcome["gain"] == pytest.approx(result.accuracy - result.baseline_accuracy)

@@ -65,6 +65,7 @@ from transfer.finetune.data import (
     train_loader,
 )
 from transfer.finetune.record import (
+    Regime,
     RunRecorder,
     ensure_dataset,
     ensure_source_model,
@@ -985,7 +986,7 @@ def finetune(
                         target_id=target_key,
                         metrics={**_metrics(history, timings), **measured},
                         outcome=outcome,
-                        preset=s.preset,
+                        regime=Regime.from_settings(s, train_size=len(splits.train.labels)),
                     )
                 _barrier(rt)
                 return FinetuneResult(

@@ -10,24 +10,36 @@ One run writes (PROV-O shaped):
     (tuned)-[:FINETUNED_FROM {activity}]->(source)
     (tuned)-[:TRAINED_ON {split: "train"}]->(target)
     (source)-[:TRANSFERRED_TO {activity, accuracy, baseline_accuracy, gain, source_accuracy_before,
-                               source_accuracy_after, forgetting, preset, time}]->(target)
+                               source_accuracy_after, forgetting, time,
+                               train_size, epochs, batch_size, learning_rate, preset, failed}]->(target)
 
 The Activity is written as ``running`` (``resumed`` when a run continues from a checkpoint) before
 training, its metrics are updated after every epoch, and it ends ``finished`` or ``failed`` (with the
 error in ``extra.error``). Every write is one ``GraphBatch``, so the graph never holds half a run.
 Ids: ``run:{slug(source)}->{slug(target)}:{UTC timestamp}[-n]`` and ``model:...`` with the same tail.
+
+The outcome carries the ``Regime`` the run trained under, and ``failed`` when its accuracy is at
+chance for the target (``kg.outcomes.is_failed_run``: less than 5% of the gap from chance, the larger
+of ``1 / n_classes`` and the biggest class's share, to a perfect score; never when the target's
+classes are unknown). ``kgraft finetune`` and ``transfer.track`` (and the callbacks built on it) both
+record through this module.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from kg import GraphBatch, GraphStore
 from kg.errors import NotFound
+from kg.outcomes import chance_accuracy, is_failed_run
 from ontology.vocab import Label, Rel
 from transfer.data import ImageDataset
+from transfer.finetune.settings import FinetuneSettings
 from transfer.register import model_batch, now, register_dataset, register_model, slug
 from transfer.zoo import ModelRecord
 
@@ -35,6 +47,28 @@ log = logging.getLogger(__name__)
 
 A, D, M = Label.ACTIVITY, Label.DATASET, Label.MODEL
 KIND = "finetuning"
+
+
+@dataclass(frozen=True)
+class Regime:
+    """What a run trained under, as the TRANSFERRED_TO outcome records it (``None`` = not known)."""
+
+    train_size: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    preset: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: FinetuneSettings, train_size: int) -> Regime:
+        """The regime of an engine run: its settings' epochs, batch size, base rate and preset."""
+        return cls(train_size, settings.epochs, settings.batch_size, settings.base_lr, settings.preset)
+
+
+def target_chance(store: GraphStore, target_id: str) -> float:
+    """Chance accuracy on a Dataset from its recorded classes (NaN when the graph does not know them)."""
+    node = store.node(D, target_id) or {}
+    return chance_accuracy(node.get("n_classes"), node.get("class_counts"))
 
 
 def new_run_id(source_id: str, target_id: str, store: GraphStore | None = None) -> str:
@@ -125,23 +159,39 @@ def progress_batch(run_id: str, metrics: dict[str, Any], extra: dict[str, Any]) 
     return batch
 
 
+def tuned_model_batch(tuned: ModelRecord | Mapping[str, Any], target_id: str) -> tuple[str, GraphBatch]:
+    """The fine-tuned Model node TRAINED_ON the target's train split, from a full record (engine runs) or
+    from node properties with at least ``id`` (tracked runs, whose model kgraft cannot rebuild)."""
+    if isinstance(tuned, ModelRecord):
+        return tuned.id, model_batch(tuned, pretrained_on=target_id)
+    props = dict(tuned)
+    model_id = props.pop("id")
+    batch = GraphBatch()
+    batch.node(M, model_id, created=now(), **props)
+    batch.edge(Rel.TRAINED_ON, (M, model_id), (D, target_id), split="train")
+    return model_id, batch
+
+
 def finish_batch(
     run_id: str,
     *,
-    tuned: ModelRecord,
+    tuned: ModelRecord | Mapping[str, Any],
     source_id: str,
     target_id: str,
     metrics: dict[str, Any],
     extra: dict[str, Any],
     outcome: dict[str, Any],
-    preset: str,
+    regime: Regime,
+    chance: float = math.nan,
 ) -> GraphBatch:
-    """The finished Activity, the fine-tuned Model with its lineage, and the TRANSFERRED_TO outcome."""
+    """The finished Activity, the fine-tuned Model with its lineage, and the TRANSFERRED_TO outcome with
+    its regime; ``chance`` (the target's chance accuracy, NaN when unknown) decides ``failed``."""
     ended = now()
-    batch = model_batch(tuned, pretrained_on=target_id)  # the Model node, TRAINED_ON the target's train split
+    tuned_id, batch = tuned_model_batch(tuned, target_id)
     batch.node(A, run_id, status="finished", ended=ended, metrics=metrics, extra=extra)
-    batch.edge(Rel.GENERATED_BY, (M, tuned.id), (A, run_id))
-    batch.edge(Rel.FINETUNED_FROM, (M, tuned.id), (M, source_id), activity=run_id)
+    batch.edge(Rel.GENERATED_BY, (M, tuned_id), (A, run_id))
+    batch.edge(Rel.FINETUNED_FROM, (M, tuned_id), (M, source_id), activity=run_id)
+    accuracy = outcome.get("accuracy")
     batch.edge(
         Rel.TRANSFERRED_TO,
         (M, source_id),
@@ -153,9 +203,10 @@ def finish_batch(
         source_accuracy_before=outcome.get("source_accuracy_before"),
         source_accuracy_after=outcome.get("source_accuracy_after"),
         forgetting=outcome.get("forgetting"),
-        preset=preset,
+        **asdict(regime),
+        failed=accuracy is not None and is_failed_run(float(accuracy), chance),
         time=ended,
-        extra={"finetuned_model": tuned.id, **outcome.get("extra", {})},
+        extra={"finetuned_model": tuned_id, **outcome.get("extra", {})},
     )
     return batch
 
@@ -188,8 +239,11 @@ class RunRecorder:
         self._apply(progress_batch(self.run_id, metrics, self.extra))
 
     def finish(self, **fields: Any) -> None:
-        """Record the finished run, its model and outcome; see ``finish_batch``."""
-        self._apply(finish_batch(self.run_id, extra=self.extra, **fields))
+        """Record the finished run, its model and outcome; see ``finish_batch`` (the chance level comes
+        from the target's node)."""
+        if self.store is not None:
+            chance = target_chance(self.store, fields["target_id"])
+            self._apply(finish_batch(self.run_id, extra=self.extra, chance=chance, **fields))
 
     def fail(self, error: str, metrics: dict[str, Any]) -> None:
         """Record the run as failed; a failure to record is logged, never raised over the original error."""
@@ -203,6 +257,7 @@ class RunRecorder:
 
 __all__ = [
     "KIND",
+    "Regime",
     "RunRecorder",
     "ensure_dataset",
     "ensure_source_model",
@@ -212,4 +267,6 @@ __all__ = [
     "new_run_id",
     "progress_batch",
     "start_batch",
+    "target_chance",
+    "tuned_model_batch",
 ]
