@@ -93,7 +93,18 @@ class LadybugStore(GraphStore):
         for statement in ladybug_added_columns(existing):
             self._run(statement)
 
-    def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def query(
+        self, cypher: str, params: dict[str, Any] | None = None, *, timeout_s: float | None = None
+    ) -> list[dict[str, Any]]:
+        if timeout_s is None:
+            return self._query(cypher, params)
+        self._conn.set_query_timeout(max(1, int(timeout_s * 1000)))
+        try:
+            return self._query(cypher, params)
+        finally:
+            self._conn.set_query_timeout(0)  # 0: no limit, LadybugDB's default
+
+    def _query(self, cypher: str, params: dict[str, Any] | None) -> list[dict[str, Any]]:
         if self._in_tx or self.read_only:
             return self._run(cypher, params)
         self._run("BEGIN TRANSACTION READ ONLY")

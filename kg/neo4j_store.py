@@ -98,12 +98,14 @@ class Neo4jStore(GraphStore):
                 session.run(statement).consume()
             session.run("CALL db.awaitIndexes(60)").consume()
 
-    def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def query(
+        self, cypher: str, params: dict[str, Any] | None = None, *, timeout_s: float | None = None
+    ) -> list[dict[str, Any]]:
         from neo4j.exceptions import DriverError, Neo4jError
 
         try:
             with self._session(write=False) as session:
-                tx = session.begin_transaction()
+                tx = session.begin_transaction(timeout=timeout_s)  # enforced by the server
                 try:
                     return _Neo4jTx(tx).run(cypher, params)
                 finally:

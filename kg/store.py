@@ -64,8 +64,12 @@ class GraphStore(ABC):
         """Create tables / constraints and indexes for the ontology's labels (idempotent)."""
 
     @abstractmethod
-    def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Run a read-only query; a write in it raises ``ReadOnlyViolation``."""
+    def query(
+        self, cypher: str, params: dict[str, Any] | None = None, *, timeout_s: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Run a read-only query; a write in it raises ``ReadOnlyViolation``.
+
+        ``timeout_s`` bounds its run time in the database itself (``QueryFailed`` when it runs over)."""
 
     @abstractmethod
     @contextmanager

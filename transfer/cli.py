@@ -19,6 +19,7 @@ import typer
 from kg import GraphStore, KgError, open_store
 from kg.store import resolve_store_uri
 from transfer.render import console, err_console
+from transfer.serve.cli import serve as _serve
 
 app = typer.Typer(
     name="kgraft",
@@ -896,6 +897,9 @@ def report(
     for note in doc["notes"]:
         err_console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     console.print(f"report: {paths.html}\n        {paths.markdown}\n        {paths.json}")
+
+
+app.command("serve")(_serve)
 
 
 def main() -> None:
