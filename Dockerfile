@@ -9,7 +9,7 @@ COPY ontology ontology
 COPY kg kg
 COPY gnn gnn
 COPY transfer transfer
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir ".[serve]" \
  && pip install --no-cache-dir --no-deps animal-mnist==0.4 ccexam==1.0.0
 WORKDIR /work
 ENTRYPOINT ["kgraft"]

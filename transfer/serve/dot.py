@@ -22,7 +22,8 @@ def lineage_svg(start_label: str, start_id: str, start_name: str, reaches: list[
     exe = shutil.which("dot")
     if exe is None:
         raise GraphvizMissing("the lineage graph needs Graphviz's dot (apt-get install graphviz).")
-    text = reaches_dot(start_label, start_id, start_name, reaches)
+    # Top-down: a lineage chain then runs down the page instead of shrinking to fit its width.
+    text = reaches_dot(start_label, start_id, start_name, reaches).replace("rankdir=LR;", "rankdir=TB;", 1)
     out = subprocess.run(
         [exe, "-Tsvg"], input=text.encode(), capture_output=True, timeout=DOT_SECONDS, check=False
     )
