@@ -2,7 +2,7 @@
 RDF and Croissant import and export. Imports ``ontology``; knows nothing of torch."""
 
 from kg.batch import GraphBatch
-from kg.errors import KgError
+from kg.errors import KgError, UserError
 from kg.store import GraphStore, open_store
 
-__all__ = ["GraphBatch", "GraphStore", "KgError", "open_store"]
+__all__ = ["GraphBatch", "GraphStore", "KgError", "UserError", "open_store"]

@@ -6,8 +6,18 @@ Each carries one clear sentence; the command line prints it and exits non-zero, 
 from __future__ import annotations
 
 
-class KgError(Exception):
-    """Base class: a user-facing failure with a one-sentence message."""
+class UserError(Exception):
+    """Base of every refusal a user can fix (bad input, unknown names, missing files, unreachable
+    servers): one sentence, printed by the command line without a traceback and with exit code 1.
+
+    Every layer's error types derive from it (``KgError`` here; ``DataError``, ``ZooError``,
+    ``ProbeError``, ``FinetuneError``, ``ReportError``, ``ScorerError`` above), so one ``isinstance``
+    test recognises them all.
+    """
+
+
+class KgError(UserError):
+    """The graph layer's user-facing failures."""
 
 
 class StoreUnavailable(KgError):
@@ -32,3 +42,8 @@ class InvalidRecord(KgError):
 
 class NotFound(KgError):
     """A named dataset, model or other node is not in the graph."""
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """True for an error a user can fix (a ``UserError``), False for a bug."""
+    return isinstance(exc, UserError)

@@ -200,3 +200,20 @@ def biases_reaching(store: GraphStore, label: Label, id: str, depth: int = 10) -
             )
         )
     return sorted(out, key=lambda r: (r.distance, r.id))
+
+
+def trained_on(store: GraphStore, model_id: str) -> list[str]:
+    """The ids of the datasets ``model_id`` was trained on (its TRAINED_ON targets), sorted."""
+    rows = store.query(
+        "MATCH (:Model {id: $id})-[:TRAINED_ON]->(d:Dataset) RETURN d.id AS id ORDER BY id", {"id": model_id}
+    )
+    return [r["id"] for r in rows]
+
+
+def was_trained_on(store: GraphStore, model_id: str, dataset_id: str) -> bool:
+    """Whether ``model_id`` has a TRAINED_ON relationship to ``dataset_id``."""
+    rows = store.query(
+        "MATCH (:Model {id: $m})-[:TRAINED_ON]->(d:Dataset {id: $d}) RETURN d.id AS id",
+        {"m": model_id, "d": dataset_id},
+    )
+    return bool(rows)

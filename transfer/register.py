@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from kg import GraphBatch, GraphStore
+from kg.clock import now
 from kg.concepts import class_concepts_batch
 from kg.errors import InvalidRecord, NotFound
 from kg.wordnet import WordNet
@@ -30,11 +30,6 @@ def slug(text: str) -> str:
     if not out:
         raise InvalidRecord(f"cannot make an id from {text!r}; give a name with letters or digits.")
     return out
-
-
-def now() -> str:
-    """The current UTC time as ISO 8601 (how kgraft stores times)."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def parse_bias(text: str) -> dict[str, str]:

@@ -14,8 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from kg.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A dataset cannot be found, read or transformed as asked; the message is one sentence for the user."""
 
 

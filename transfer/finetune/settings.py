@@ -21,12 +21,14 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from kg.errors import UserError
+
 SCHEDULES = ("one_cycle", "cosine")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 BN_MODES = ("eval", "train")
 
 
-class FinetuneError(ValueError):
+class FinetuneError(UserError, ValueError):
     """A fine-tuning run cannot start or go on as asked; the message is one sentence for the user."""
 
 

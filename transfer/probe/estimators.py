@@ -67,6 +67,8 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import ThreadpoolController
 from torch import Tensor
 
+from kg.errors import UserError
+
 __all__ = [
     "Estimates",
     "LogMEFit",
@@ -86,7 +88,7 @@ __all__ = [
 ]
 
 
-class ProbeError(ValueError):
+class ProbeError(UserError, ValueError):
     """A probe cannot run on the inputs it was given; the message is one sentence for the user."""
 
 

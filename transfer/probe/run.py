@@ -26,6 +26,7 @@ import torch
 
 from kg import GraphBatch, GraphStore
 from kg.files import atomic_write_bytes
+from kg.lineage import trained_on
 from ontology.vocab import Label, Rel
 from transfer.data.base import ImageDataset
 from transfer.probe.estimators import ProbeError, estimate_all, linear_probe_accuracy
@@ -58,10 +59,8 @@ class ProbeReport:
 
 
 def _source_dataset(store: GraphStore, model_id: str) -> str | None:
-    rows = store.query(
-        "MATCH (:Model {id: $id})-[:TRAINED_ON]->(d:Dataset) RETURN d.id AS id ORDER BY id", {"id": model_id}
-    )
-    return rows[0]["id"] if rows else None
+    found = trained_on(store, model_id)
+    return found[0] if found else None
 
 
 def _class_prior(store: GraphStore, dataset_id: str) -> dict[str, int]:

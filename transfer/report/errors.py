@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from kg.errors import UserError
 
-class ReportError(Exception):
+
+class ReportError(UserError):
     """A report cannot be built or written (unknown target, no candidates, missing checkpoint, ...)."""

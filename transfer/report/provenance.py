@@ -4,7 +4,6 @@ and the store."""
 from __future__ import annotations
 
 import importlib.metadata
-from datetime import UTC, datetime
 from typing import Any
 
 from gnn.train import ScorerInfo, latest_scorer, load_scorer
@@ -26,11 +25,6 @@ def scorer_info(store: GraphStore, scorer_id: str | None) -> ScorerInfo:
     if info is None:
         raise ReportError("the graph holds no trained GNN scorer; run `kgraft gnn train` first.")
     return info
-
-
-def now() -> str:
-    """The current UTC time, ISO 8601 to the second."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def provenance_section(

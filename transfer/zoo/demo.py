@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kg.clock import now
 from transfer.data import ImageDataset, checksum, derive, load_dataset, pixel_stats
 from transfer.zoo.architectures import SmallCNN
 from transfer.zoo.loading import file_checksum, record_for_model, save_checkpoint
@@ -82,10 +82,6 @@ def default_demo_datasets() -> dict[str, ImageDataset]:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "dataset"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def cache_key(dataset_checksum: str, settings: DemoSettings) -> str:
@@ -251,7 +247,7 @@ def build_demo_zoo(
             results.append(cached)
             continue
 
-        started, clock = _now(), time.perf_counter()
+        started, clock = now(), time.perf_counter()
 
         def tick(message: str) -> None:
             nonlocal done
@@ -284,7 +280,7 @@ def build_demo_zoo(
                 f"SmallCNN (width {width}) pretrained by the kgraft demo on {ds.name} "
                 f"({effective['train_samples']} training images, {effective['epochs_run']} epochs, CPU)."
             ),
-            created=_now(),
+            created=now(),
         )
         activity = {
             "kind": "pretraining",
@@ -292,7 +288,7 @@ def build_demo_zoo(
             "metrics": metrics,
             "status": "completed",
             "started": started,
-            "ended": _now(),
+            "ended": now(),
             "device": "cpu",
             "dataset": ds.name,
             "dataset_checksum": data_checksum,

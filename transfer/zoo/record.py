@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from kg.errors import UserError
+
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos", "nearest-exact")
 
 # Record fields stored as Model node properties under the same name.
@@ -26,7 +28,7 @@ _PROPERTY_FIELDS = (
 _EXTRA_FIELDS = ("class_names", "arch_kwargs")
 
 
-class ZooError(ValueError):
+class ZooError(UserError, ValueError):
     """A model cannot be built, loaded or described as asked; the message is one sentence for the user."""
 
 
