@@ -18,7 +18,8 @@ import typer
 
 from kg import GraphStore, KgError, open_store
 from kg.store import resolve_store_uri
-from transfer.render import console, err_console
+from transfer.quiet import quiet_third_party
+from transfer.render import console, err_console, print_error
 from transfer.serve.cli import serve as _serve
 
 app = typer.Typer(
@@ -66,7 +67,7 @@ def user_errors() -> Iterator[None]:
     except Exception as exc:
         if not is_user_error(exc):
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        print_error(exc)
         raise typer.Exit(1) from None
 
 
@@ -316,6 +317,7 @@ def _progress() -> Any:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err_console,
+        disable=not err_console.is_terminal,  # piped or redirected: no bar, no stray line in the log
     )
 
 
@@ -724,19 +726,26 @@ app.add_typer(gnn_app, name="gnn")
 @gnn_app.command("train")
 def gnn_train(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option(help="Where the scorer's weights go.")] = Path(".kgraft/scorers"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the scorer's weights go; default: beside the store (FILE.scorers for "
+            "embedded:FILE, under .kgraft/ for Neo4j)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 300,
     ensemble: Annotated[int, typer.Option(min=1, help="Ensemble members.")] = 4,
 ) -> None:
     """Train the GNN scorer on every recorded outcome and record it as a Model (kind gnn-scorer)."""
     from gnn.train import TrainConfig, train_scorer
+    from kg.locations import beside_store
 
+    folder = out or beside_store(ctx.obj["store"], "scorers")
     with store_from(ctx) as store, err_console.status("training the scorer"):
-        info = train_scorer(store, out, seed=seed, train=TrainConfig(epochs=epochs, ensemble=ensemble))
-    console.print(
-        f"scorer {info.id} (version {info.version}) trained on {info.n_outcomes:,} outcomes: {info.message}"
-    )
+        info = train_scorer(store, folder, seed=seed, train=TrainConfig(epochs=epochs, ensemble=ensemble))
+    console.print(f"scorer {info.id} (version {info.version}): {info.message}")
+    console.print(f"weights: {info.checkpoint}", highlight=False)
 
 
 @gnn_app.command("eval")
@@ -904,6 +913,7 @@ app.command("serve")(_serve)
 
 def main() -> None:
     """Entry point of the ``kgraft`` command."""
+    quiet_third_party()
     app()
 
 

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kg.lineage import Reach
@@ -81,5 +82,29 @@ def rows_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-console = Console()
-err_console = Console(stderr=True)
+UNBOUNDED_WIDTH = 100_000
+"""Console width when output is piped or redirected: wide enough that no line is ever wrapped."""
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console for stdout (or stderr): at a terminal, Rich's usual one, fitted to the window; piped
+    or redirected, one that never wraps, so ids, paths and table rows reach the file or the next tool
+    whole (Rich would otherwise wrap at 80 columns)."""
+    terminal = Console(stderr=stderr)
+    if terminal.is_terminal:
+        return terminal
+    return Console(stderr=stderr, soft_wrap=True, width=UNBOUNDED_WIDTH)
+
+
+def one_line(text: object) -> str:
+    """``text`` with its whitespace runs (line breaks from drivers and libraries included) as one space."""
+    return " ".join(str(text).split())
+
+
+def print_error(exc: BaseException | str) -> None:
+    """A user-facing error as one line on stderr: ``error: <sentence>``."""
+    err_console.print(f"[bold red]error:[/] {escape(one_line(exc))}", highlight=False, markup=True)
+
+
+console = make_console()
+err_console = make_console(stderr=True)
