@@ -44,6 +44,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from gnn.builder import ESTIMATOR_KINDS, OUTCOME, PairContext
+from gnn.evidence import blend
 from gnn.model import GnnConfig
 from gnn.similarity import kernel_statistics, squared_gaps
 from gnn.train import TrainConfig, fit, outcome_table
@@ -91,6 +92,19 @@ class TargetResult:
     seen_prior: float = 0.0
     models: np.ndarray | None = None
     """[n_models] the model rows ``actual`` and ``predictions`` are about."""
+    learned: np.ndarray | None = None
+    """[n_models] the GNN's z before the estimator evidence; ``evidence`` / ``probed`` as in
+    ``gnn.train.Prediction``."""
+    evidence: np.ndarray | None = None
+    probed: np.ndarray | None = None
+
+    def scores_with_estimator_weight(self, weight: float) -> tuple[float, float]:
+        """(r, tau) of the GNN had ``GnnConfig.estimator_weight`` been ``weight`` (the blend comes after
+        the learned prediction, so this needs no retraining)."""
+        if self.learned is None or self.evidence is None or self.probed is None or self.actual is None:
+            return math.nan, math.nan
+        z = blend(self.learned, self.evidence, self.probed, weight)
+        return pearson(z, self.actual), weighted_tau(z, self.actual)
 
     def scores_with_prior(self, method: str, prior: float) -> tuple[float, float]:
         """(r, tau) of ``method`` ("gnn" or "mean-z") with ``prior`` z added for sources trained on the
@@ -124,6 +138,13 @@ class LotoResult:
             float(np.mean(taus)) if taus else math.nan,
             len(rs),
         )
+
+    def mean_with_estimator_weight(self, weight: float) -> tuple[float, float]:
+        """Mean (r, tau) of the GNN over the targets had ``estimator_weight`` been ``weight``."""
+        pairs = np.array([t.scores_with_estimator_weight(weight) for t in self.targets], dtype=float)
+        if not len(pairs):
+            return math.nan, math.nan
+        return float(np.nanmean(pairs[:, 0])), float(np.nanmean(pairs[:, 1]))
 
     def ranking_agreement(self, method: str, min_shared: int = 10) -> float:
         """Mean Spearman correlation between the rankings ``method`` gave two different held-out
@@ -353,6 +374,9 @@ def loto(
                 seen=seen,
                 seen_prior=fold_gnn.seen_prior,
                 models=np.asarray(models, dtype=np.int64),
+                learned=prediction.learned,
+                evidence=prediction.evidence,
+                probed=prediction.probed,
             )
         )
         if progress:

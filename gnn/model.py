@@ -109,6 +109,10 @@ class GnnConfig:
     """Within-target z added at prediction, outside the learned head, when the source was already
     trained on the target's data (``PairContext.trained_on_data``); 0 turns it off (see ``Ensemble``)."""
 
+    estimator_weight: float = 0.5
+    """Weight of the target's own estimator measurements when they re-order the candidates probed on
+    it, against the learned prediction (``gnn.evidence``); 0 leaves the learned ranking as it is."""
+
     def to_dict(self) -> dict:
         """Plain dict (JSON-ready)."""
         return asdict(self)

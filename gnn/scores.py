@@ -193,6 +193,12 @@ def compatibility(
                     f"already trained on this target's data: {ctx.ensemble.gnn.seen_prior:+.1f} SD "
                     "added to the learned prediction"
                 )
+            if prediction.probed is not None and prediction.probed[i] and int(prediction.probed.sum()) >= 2:
+                facts.append(
+                    f"probed on the target: estimators put it {prediction.evidence[i]:+.2f} SD from the "
+                    f"{int(prediction.probed.sum())} probed candidates' mean; they re-ordered the probed "
+                    f"shortlist with weight {ctx.ensemble.gnn.estimator_weight:.2f}"
+                )
             if m in recorded:
                 facts.append(
                     f"recorded accuracy on this target: {recorded[m]:.3f} (hidden from the prediction)"
@@ -356,13 +362,16 @@ def recommend(
     scorer_id: str | None = None,
     train_size: int | None = None,
     batch_size: int | None = None,
+    context: ScoringContext | None = None,
 ) -> list[Recommendation]:
     """The ``top`` source models for a target dataset (id or name), best first, with both risks.
 
     ``train_size`` and ``batch_size`` describe the regime the user will fine-tune under (default:
     the target's recorded size, any batch size); a candidate whose recorded runs collapsed to chance
-    under a similar regime gets a warning among its compatibility facts (``kg.outcomes``)."""
-    ctx = scoring_context(store, scorer_id)
+    under a similar regime gets a warning among its compatibility facts (``kg.outcomes``). A server
+    answering many requests passes ``context`` (``scoring_context``, read once) instead of reading
+    the graph and the scorer again each time."""
+    ctx = context or scoring_context(store, scorer_id)
     target = _target_row(store, ctx.data, ctx.maps, target_dataset_id)
     profile_note = no_profile_note(ctx.data, ctx.maps, target)
     notes = (*ctx.notes, profile_note) if profile_note else tuple(ctx.notes)

@@ -52,6 +52,7 @@ from gnn.builder import (
     build_hetero,
     reverse,
 )
+from gnn.evidence import blend, estimator_evidence
 from gnn.model import (
     OUTCOME_MP,
     REV_OUTCOME_MP,
@@ -202,7 +203,8 @@ def one_thread() -> Iterator[None]:
 class Prediction:
     """Scores of candidate models for one target.
 
-    z, z_std, link, link_std [P]: ensemble mean / std of the predicted within-target z and of the
+    z, z_std, link, link_std [P]: ensemble mean / std of the predicted within-target z (after the
+    seen prior and the estimator evidence, ``gnn.evidence``) and of the
     self-supervised TRAINED_ON link probability; ``attention`` lists, per pair, (dataset row, weight,
     z) of the source's outcomes the history attention drew on (member-averaged weights); ``seen`` [P]
     whether the source was trained on the target's data (and so got ``seen_prior`` in its z).
@@ -215,6 +217,11 @@ class Prediction:
     link_std: np.ndarray
     attention: list[list[tuple[int, float, float]]]
     seen: np.ndarray
+    learned: np.ndarray | None = None
+    """[P] ensemble-mean z before the target's estimator evidence re-ordered the probed candidates."""
+    evidence: np.ndarray | None = None
+    """[P] mean estimator z on the target (0 where not probed); ``probed`` [P] bool where measured."""
+    probed: np.ndarray | None = None
 
 
 @dataclass
@@ -268,6 +275,9 @@ class Ensemble:
         z_all = torch.stack(zs).numpy().astype(np.float64)
         seen = context.trained_on_data(models, dst.numpy())
         z_all += self.gnn.seen_prior * seen
+        evidence, probed = estimator_evidence(pair_x.numpy().astype(np.float64))
+        learned = z_all.mean(0)
+        z_all = blend(z_all, evidence, probed, self.gnn.estimator_weight)
         link_all = torch.stack(links).numpy().astype(np.float64)
         attention: list[list[tuple[int, float, float]]] = [[] for _ in models]
         if len(weights):
@@ -283,6 +293,9 @@ class Ensemble:
             link_std=link_all.std(0),
             attention=[sorted(a, key=lambda t: -t[1]) for a in attention],
             seen=seen,
+            learned=learned,
+            evidence=evidence,
+            probed=probed,
         )
 
 
