@@ -18,6 +18,7 @@ import typer
 
 from kg import GraphStore, KgError, open_store
 from kg.store import resolve_store_uri
+from transfer.openlineage_cli import openlineage_app
 from transfer.quiet import quiet_third_party
 from transfer.render import console, err_console, print_error
 from transfer.serve.cli import serve as _serve
@@ -33,6 +34,7 @@ import_app = typer.Typer(help="Import metadata into the graph.", no_args_is_help
 export_app = typer.Typer(help="Export the graph.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
+app.add_typer(openlineage_app, name="openlineage")
 
 
 class Format(StrEnum):
