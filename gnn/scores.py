@@ -43,7 +43,7 @@ from gnn.builder import (
 from gnn.train import Ensemble, Outcomes, ScorerInfo, graph_and_context, load_scorer, outcome_table
 from kg.errors import NotFound
 from kg.lineage import biases_reaching
-from kg.outcomes import RecordedRun, collapse_warning, recorded_runs
+from kg.outcomes import RecordedRun, collapse_rate, collapse_warning, recorded_runs
 from kg.store import GraphStore
 from ontology.vocab import Label
 
@@ -380,10 +380,17 @@ def recommend(
         return []
     scores, z, basis = compatibility(ctx, target, models)
     ids = ctx.maps.ids["model"]
+    rates, warnings_of = _collapses(store, ctx, target, train_size, batch_size)
+    if basis == "outcomes":  # rank by the expected z under each source's collapse rate
+        rate = np.array([rates.get(model_id, 0.0) for model_id in ids])
+        z = (1.0 - rate) * z + rate * Z_COLLAPSED
+        scores = [
+            Score(float(scipy.stats.norm.cdf(z[i])), s.uncertainty, s.facts) if rate[i] > 0 else s
+            for i, s in enumerate(scores)
+        ]
     order = sorted(range(len(models)), key=lambda i: (-scores[i].value, ids[i]))[: max(top, 0)]
     mean, std, n = ctx.outcomes.stats(target)
     recorded = _recorded(ctx.outcomes, target)
-    warnings_of = _collapse_warnings(store, ctx, target, [ids[i] for i in order], train_size, batch_size)
     out = []
     for rank, i in enumerate(order, start=1):
         shift = shift_risk(ctx, int(models[i]), target)
@@ -416,25 +423,35 @@ def recommend(
     return out
 
 
-def _collapse_warnings(
+Z_COLLAPSED = -4.0
+"""Within-target z a collapsed run is taken to reach. The failed runs in the TransferGraph records lie
+4 to 12 standard deviations below the mean of the runs that trained on their target; -4 is the
+conservative end."""
+
+
+def _collapses(
     store: GraphStore,
     ctx: ScoringContext,
     target: int,
-    model_ids: list[str],
     train_size: int | None,
     batch_size: int | None,
-) -> dict[str, tuple[str, ...]]:
-    """Model id -> a one-fact warning when its recorded runs collapsed under a regime like this one."""
+) -> tuple[dict[str, float], dict[str, tuple[str, ...]]]:
+    """(model id -> collapse rate under a regime like this one, model id -> a one-fact warning), for
+    the models whose recorded runs collapsed (``kg.outcomes``; one query for every model)."""
     if train_size is None:
         raw = float(ctx.data["dataset"].x[target, 0])  # log1p n_samples (builder.dataset_features)
         known = float(ctx.data["dataset"].x[target, 1]) > 0
         train_size = round(math.expm1(raw)) if known else None
     by_model: dict[str, list[RecordedRun]] = {}
-    for run in recorded_runs(store, model_ids):
+    for run in recorded_runs(store):
         by_model.setdefault(run.model_id, []).append(run)
-    out = {}
+    rates, facts = {}, {}
     for model_id, runs in by_model.items():
         warning = collapse_warning(runs, train_size=train_size, batch_size=batch_size)
         if warning:
-            out[model_id] = (f"warning: {warning}",)
-    return out
+            rate = collapse_rate(runs, train_size=train_size, batch_size=batch_size)
+            rates[model_id] = rate
+            facts[model_id] = (
+                f"warning: {warning}; ranked by its expected z with a collapse rate of {rate:.2f}",
+            )
+    return rates, facts

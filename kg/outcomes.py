@@ -61,16 +61,18 @@ class RecordedRun:
     preset: str | None
 
 
-def recorded_runs(store: GraphStore, model_ids: Sequence[str]) -> list[RecordedRun]:
-    """Every recorded outcome of ``model_ids`` (one query), with its regime and failed flag."""
-    if not model_ids:
+def recorded_runs(store: GraphStore, model_ids: Sequence[str] | None = None) -> list[RecordedRun]:
+    """Every recorded outcome of ``model_ids`` (all models when ``None``; one query), with its regime
+    and failed flag."""
+    if model_ids is not None and not model_ids:
         return []
+    where = "WHERE m.id IN $ids " if model_ids is not None else ""
     rows = store.query(
-        "MATCH (m:Model)-[t:TRANSFERRED_TO]->(d:Dataset) WHERE m.id IN $ids "
+        f"MATCH (m:Model)-[t:TRANSFERRED_TO]->(d:Dataset) {where}"
         "RETURN m.id AS model, d.id AS dataset, t.accuracy AS accuracy, t.failed AS failed, "
         "t.train_size AS train_size, t.batch_size AS batch_size, t.epochs AS epochs, "
         "t.learning_rate AS learning_rate, t.preset AS preset",
-        {"ids": list(model_ids)},
+        {"ids": list(model_ids)} if model_ids is not None else {},
     )
     return [
         RecordedRun(
@@ -92,16 +94,32 @@ def _int(value: Any) -> int | None:
     return int(value) if value is not None else None
 
 
+def _alike(runs: Sequence[RecordedRun], train_size: int | None, batch_size: int | None) -> list[RecordedRun]:
+    """The runs under a regime like the given one: train size within 4x, batch size within 2x (an
+    unknown side matches)."""
+
+    def near(a: int | None, b: int | None, factor: float) -> bool:
+        return a is None or b is None or (b / factor <= a <= b * factor)
+
+    return [r for r in runs if near(r.train_size, train_size, 4.0) and near(r.batch_size, batch_size, 2.0)]
+
+
+def collapse_rate(
+    runs: Sequence[RecordedRun], *, train_size: int | None = None, batch_size: int | None = None
+) -> float:
+    """How often a model's runs under a similar regime collapsed: failed / (alike + 1), so one
+    collapse in one run counts 0.5 and a model without collapses (or without runs) counts 0."""
+    alike = _alike(runs, train_size, batch_size)
+    return sum(r.failed for r in alike) / (len(alike) + 1)
+
+
 def collapse_warning(
     runs: Sequence[RecordedRun], *, train_size: int | None = None, batch_size: int | None = None
 ) -> str | None:
     """One sentence when a model's history shows collapses under a regime like the given one
     (train size within 4x, batch size within 2x; an unknown side matches), else ``None``."""
 
-    def near(a: int | None, b: int | None, factor: float) -> bool:
-        return a is None or b is None or (b / factor <= a <= b * factor)
-
-    alike = [r for r in runs if near(r.train_size, train_size, 4.0) and near(r.batch_size, batch_size, 2.0)]
+    alike = _alike(runs, train_size, batch_size)
     failed = [r for r in alike if r.failed]
     if not failed:
         return None

@@ -114,7 +114,11 @@ def test_scorer_leaves_failed_runs_out_and_recommend_warns(store: GraphStore, tm
     train_scorer(store, tmp_path / "scorer", train=QUICK)
     store.apply(_new_target())
     recs = {r.model_id: r for r in recommend(store, "new-flowers", top=5, train_size=800, batch_size=8)}
-    assert any("collapsed to chance" in f for f in recs["hf:org/big"].facts["compatibility"])
+    big = recs["hf:org/big"]
+    assert any(
+        "collapsed to chance" in f and "collapse rate of 0.50" in f for f in big.facts["compatibility"]
+    )
+    assert big.predicted_z is not None and big.predicted_z < 0  # expected z: half way to a collapse
     assert not any("collapsed" in f for f in recs["hf:org/foods"].facts["compatibility"])
 
 
