@@ -12,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader
 
 from kg.errors import NotFound, ReadOnlyViolation, StoreUnavailable
 from transfer.serve.jobs import JobRunner
+from transfer.serve.scoring import ScoringCache
 from transfer.serve.security import CypherRefused, Unauthorized
 from transfer.serve.state import GraphHandle, ServeConfig
 
@@ -77,6 +78,7 @@ def create_app(config: ServeConfig, handle: GraphHandle | None = None) -> FastAP
     app.state.config = config
     app.state.handle = handle
     app.state.jobs = JobRunner(_is_user_error)
+    app.state.scoring = ScoringCache(config.scoring_refresh_s)
     # Autoescape everything: every name in the graph is user input.
     app.state.templates = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True)
 

@@ -26,6 +26,8 @@ class ServeConfig:
     """Default row limit of ``POST /api/cypher`` (a request may ask for up to ``MAX_CYPHER_ROWS``)."""
     cypher_seconds: float = 10.0
     """Default time limit of ``POST /api/cypher`` (a request may ask for up to ``MAX_CYPHER_SECONDS``)."""
+    scoring_refresh_s: float = 5.0
+    """How stale the shared scoring context may get after a write (``transfer.serve.scoring``)."""
 
 
 @dataclass
@@ -40,6 +42,8 @@ class GraphHandle:
 
     store: GraphStore
     lock: threading.RLock = field(default_factory=threading.RLock)
+    generation: int = 0
+    """Writes through this handle so far (caches compare it)."""
 
     @classmethod
     def open(cls, uri: str) -> GraphHandle:
@@ -64,7 +68,10 @@ class GraphHandle:
     def write(self) -> Iterator[GraphStore]:
         """The store for writing: one writer at a time."""
         with self.lock:
-            yield self.store
+            try:
+                yield self.store
+            finally:
+                self.generation += 1
 
     def close(self) -> None:
         """Release the file lock or the driver."""

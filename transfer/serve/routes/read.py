@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -104,14 +103,15 @@ def biases(
 
 
 def recommendations(request: Request, target: str, top: int) -> list[dict[str, Any]]:
-    """``gnn.scores.recommend`` for a target (id or name), as JSON-safe dicts."""
-    from gnn.scores import StaleScorerWarning
+    """``gnn.scores.recommend`` for a target (id or name), as JSON-safe dicts, with the server's shared
+    scoring context (see ``transfer.serve.scoring``)."""
     from gnn.scores import recommend as rank
 
-    with handle(request).read() as store, warnings.catch_warnings():
-        warnings.simplefilter("ignore", StaleScorerWarning)  # carried in each row's notes instead
+    graph_handle = handle(request)
+    with graph_handle.read() as store:
         target_id = store.resolve(target, (Label.DATASET,))[1]
-        recs = rank(store, target_id, top=top)
+        context = request.app.state.scoring.context(store, graph_handle.generation)
+        recs = rank(store, target_id, top=top, context=context)
     return [graph.json_safe(asdict(r)) for r in recs]
 
 
