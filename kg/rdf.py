@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "export_graph",
+    "export_selection",
     "import_graph",
     "node_iri",
     "read_rdf",
@@ -145,24 +147,39 @@ def _literal(kind: str, value: Any) -> Literal:
 
 def export_graph(store: GraphStore) -> Graph:
     """Every node and relationship of ``store`` as an RDF graph (see the module docstring)."""
+    return export_selection(store.query, Label, Rel)
+
+
+Reader = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
+"""Runs one read statement with parameters: ``GraphStore.query``, or ``Transaction.run`` inside an open
+transaction (which sees that transaction's own writes)."""
+
+
+def export_selection(run: Reader, labels: Iterable[Label], rels: Iterable[Rel]) -> Graph:
+    """The nodes of ``labels`` and the relationships of ``rels``, read through ``run``, as RDF (the
+    mapping of ``export_graph``). A node without an id (possible in Neo4j after a raw write) becomes a
+    blank node, so that the shapes, not the exporter, report it."""
     g = Graph()
     _bind(g)
     classes = _aligned_classes()
-    for label in Label:
+    for label in labels:
         kinds = NODES[label].properties
-        for props in store.nodes(label):
-            subject = node_iri(label, props["id"])
+        cols = ", ".join(f"n.{p} AS {p}" for p in kinds)
+        for row in run(f"MATCH (n:{label}) RETURN {cols}", {}):
+            props = decode_props(label, row)
+            subject = node_iri(label, props["id"]) if isinstance(props.get("id"), str) else BNode()
             for cls in classes[label]:
                 g.add((subject, RDF.type, cls))
             for name, value in props.items():
                 g.add((subject, KG[name], _literal(kinds[name], value)))
 
     predicates = _aligned_predicates()
-    for rel, spec in RELS.items():
+    for rel in rels:
+        spec = RELS[rel]
         names = list(spec.properties)
         cols = ", ".join(["x.id AS _src", "y.id AS _dst", *(f"r.{p} AS {p}" for p in names)])
         for src_label, dst_label in spec.ends:
-            rows = store.query(f"MATCH (x:{src_label})-[r:{rel}]->(y:{dst_label}) RETURN {cols}")
+            rows = run(f"MATCH (x:{src_label})-[r:{rel}]->(y:{dst_label}) RETURN {cols}", {})
             for row in rows:
                 src, dst = (src_label, row["_src"]), (dst_label, row["_dst"])
                 s, o = node_iri(*src), node_iri(*dst)

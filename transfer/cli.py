@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from kg import GraphStore, KgError, open_store
+from kg.checked_write import execute_checked
 from kg.store import resolve_store_uri
 from transfer.openlineage_cli import openlineage_app
 from transfer.quiet import quiet_third_party
@@ -133,7 +134,7 @@ def query(
     with user_errors():
         params = _parse_params(param)
     with store_from(ctx, read_only=not write) as store:
-        rows = store.execute(cypher, params) if write else store.query(cypher, params)
+        rows = execute_checked(store, cypher, params) if write else store.query(cypher, params)
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
     else:
