@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
@@ -90,9 +91,9 @@ def make_console(*, stderr: bool = False) -> Console:
     """A console for stdout (or stderr): at a terminal, Rich's usual one, fitted to the window; piped
     or redirected, one that never wraps, so ids, paths and table rows reach the file or the next tool
     whole (Rich would otherwise wrap at 80 columns)."""
-    terminal = Console(stderr=stderr)
-    if terminal.is_terminal:
-        return terminal
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():  # the stream itself: FORCE_COLOR may make Rich treat a pipe as a terminal
+        return Console(stderr=stderr)
     return Console(stderr=stderr, soft_wrap=True, width=UNBOUNDED_WIDTH)
 
 
