@@ -169,3 +169,114 @@ def test_bad_requests_are_refused(store: GraphStore) -> None:
         similarities(store, "dgos", [CONCEPT_OVERLAP])
     with pytest.raises(NotFound, match="'kats'"):
         similarities(store, "dogs", [CONCEPT_OVERLAP], against=["kats"])
+
+
+# -- the embedding method, on real bundled images ---------------------------------------------------
+SAMPLE = 200
+
+
+@pytest.fixture(scope="module")
+def images():
+    from kg.wordnet import WordNet
+    from transfer.data.sources import load_dataset
+
+    return load_dataset("fashion-mnist"), load_dataset("digits"), WordNet.load()
+
+
+@pytest.fixture(scope="module")
+def feature_cache(tmp_path_factory: pytest.TempPathFactory):
+    return tmp_path_factory.mktemp("similarity") / "features"
+
+
+def register_family(store: GraphStore, images) -> None:
+    """Fashion-MNIST, two 300-image subsets of it, digits, and a dataset with no images."""
+    from transfer.data.derive import derive
+    from transfer.register import register_dataset
+
+    fashion, digits, wordnet = images
+    register_dataset(store, fashion, wordnet=wordnet)
+    for seed in (1, 2):
+        subset = derive(fashion, "subset", {"n": 300}, seed=seed, name=f"fashion-{seed}")
+        register_dataset(store, subset, derived_from="fashion-mnist", wordnet=wordnet)
+    register_dataset(store, digits, wordnet=wordnet, concept_hint="digit.n.01")
+    b = GraphBatch()
+    b.node(D, "transfergraph:flowers", name="flowers", source="transfergraph", n_classes=102)
+    store.apply(b)
+
+
+def test_embedding_puts_two_fashion_samples_closer_than_digits(
+    store: GraphStore, images, feature_cache
+) -> None:
+    from transfer.probe.dataset_embedding import embedding_similarities
+
+    register_family(store, images)
+    others = ["fashion-2", "digits", "transfergraph:flowers"]
+    result = embedding_similarities(store, "fashion-1", others, n=SAMPLE, cache_dir=feature_cache)
+    sims = {s.other_id: s for s in result.similarities}
+    assert list(sims) == ["fashion-2", "digits"]  # best first; flowers has no images
+    assert sims["fashion-2"].value > 0.8 > 0.3 > sims["digits"].value
+    f = sims["fashion-2"].facts
+    assert sims["fashion-2"].value == pytest.approx(math.exp(-f["frechet"] / f["scale"]), rel=1e-4)
+    assert f["encoder"] == "ccexam.mnist" and f["sample"] == [SAMPLE, SAMPLE]
+    assert len(result.notes) == 1 and "skipped transfergraph:flowers" in result.notes[0]
+    # summaries are cached beside the features: a rerun reads them and gives the same values
+    assert len(list((feature_cache.parent / "dataset-embeddings").glob("*.npz"))) == 3
+    again = embedding_similarities(store, "fashion-1", others, n=SAMPLE, cache_dir=feature_cache)
+    assert [s.value for s in again.similarities] == [s.value for s in result.similarities]
+
+
+def test_frechet_distance_is_zero_for_one_summary_and_grows_with_the_mean_gap() -> None:
+    import numpy as np
+
+    from transfer.probe.dataset_embedding import DatasetEmbedding, embedding_similarity, frechet_distance
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    cov = np.cov(x, rowvar=False)
+    a = DatasetEmbedding("a", x.mean(axis=0), cov, 400)
+    shifted = DatasetEmbedding("b", a.mean + 1.0, cov, 400)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
+    assert frechet_distance(a, shifted) == pytest.approx(5.0)  # |gap|^2, same covariance
+    assert embedding_similarity(a, a).value == pytest.approx(1.0)
+    assert embedding_similarity(a, shifted).value == pytest.approx(math.exp(-5.0 / np.trace(cov)))
+
+
+def test_find_similar_records_every_method(store: GraphStore, images, feature_cache) -> None:
+    from transfer.dataset_similarity import find_similar
+
+    register_family(store, images)
+    report = find_similar(store, "fashion-1", sample=SAMPLE, cache_dir=feature_cache)
+    best = report.ranked(top=2)
+    assert [r.dataset_id for r in best] == ["fashion-2", "fashion-mnist"]
+    assert set(best[0].by_method) == {"concept-overlap", "profile", "embedding"}
+    table = read_similarities(store)
+    assert set(table[("digits", "fashion-1")]) == {"concept-overlap", "profile", "embedding"}
+    assert set(table[("transfergraph:flowers", "fashion-1")]) == {"profile"}  # n_classes only
+    assert report.recorded == len(report.similarities) == 3 + 3 + 3 + 1
+    assert sum(len(by_method) for by_method in table.values()) == 2 * report.recorded  # both ways
+
+
+# -- the command line ------------------------------------------------------------------------------
+def test_cli_lists_and_records_similar_datasets(store_uri: str) -> None:
+    import json
+
+    from kg import open_store
+    from tests.cli import assert_clean_failure, kgraft
+
+    with open_store(store_uri) as s:
+        s.apply(animals())
+    methods = "concept-overlap,profile"
+    proc = kgraft("dataset", "similar", "dogs", "--methods", methods, "--top", "2", "--json", store=store_uri)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert [r["dataset"] for r in out["results"]] == ["dogs-small", "wolves"]
+    assert out["results"][1]["methods"]["concept-overlap"]["facts"]["shared"] == [
+        "canine.n.01",
+        "carnivore.n.01",
+    ]
+    assert out["recorded"] == 4  # dogs-small, wolves, cats, cars; unlabelled has no concepts
+    assert_clean_failure(kgraft("dataset", "similar", "dgos", store=store_uri), "no dataset named 'dgos'")
+    bad = kgraft("dataset", "similar", "dogs", "--methods", "concept-overlap,jaccard", store=store_uri)
+    assert_clean_failure(bad, "unknown similarity method 'jaccard'")
+    with open_store(store_uri) as s:
+        assert len(read_similarities(s)) == 8  # the refused runs wrote nothing

@@ -23,6 +23,7 @@ from transfer.openlineage_cli import openlineage_app
 from transfer.quiet import quiet_third_party
 from transfer.render import console, err_console, print_error
 from transfer.serve.cli import serve as _serve
+from transfer.similar_cli import similar as _dataset_similar
 
 app = typer.Typer(
     name="kgraft",
@@ -506,6 +507,9 @@ def dataset_derive(
                 store, ds, derived_from=parent_id, biases=biases, agent=agent, wordnet=WordNet.load()
             )
     _print_registration(reg)
+
+
+dataset_app.command("similar")(_dataset_similar)
 
 
 def _print_registration(reg: Any) -> None:
