@@ -121,13 +121,21 @@ def resolve_datasets(
     store: GraphStore, dataset: str, against: Sequence[str] | None = None
 ) -> tuple[str, list[str]]:
     """The id of ``dataset`` (id or name) and the ids to compare it with: ``against`` resolved, or
-    every other dataset in the graph. Raises ``NotFound`` for an unknown name."""
+    every other dataset in the graph of a comparable modality (``comparable``: image datasets are
+    not compared with the scorer's outcome snapshots). Raises ``NotFound`` for an unknown name."""
     dataset_id = store.resolve(dataset, (_D,))[1]
     if against is None:
-        others = [r["id"] for r in store.query(f"MATCH (d:{_D}) RETURN d.id AS id ORDER BY id")]
+        rows = store.query(f"MATCH (d:{_D}) RETURN d.id AS id, d.modality AS modality ORDER BY id")
+        modality = next((r["modality"] for r in rows if r["id"] == dataset_id), None)
+        others = [r["id"] for r in rows if comparable(modality, r["modality"])]
     else:
         others = list(dict.fromkeys(store.resolve(a, (_D,))[1] for a in against))
     return dataset_id, [o for o in others if o != dataset_id]
+
+
+def comparable(modality: str | None, other: str | None) -> bool:
+    """Whether datasets of these modalities are compared: the same, or either unknown."""
+    return modality is None or other is None or modality == other
 
 
 def similarities(
@@ -231,8 +239,8 @@ def concept_overlap(store: GraphStore, dataset_id: str, others: Sequence[str]) -
 # -- profile ------------------------------------------------------------------------------------
 _PROFILES = f"""
 MATCH (d:{_D})
-RETURN d.id AS id, d.n_samples AS n_samples, d.n_classes AS n_classes, d.channels AS channels,
-       d.image_size AS image_size, d.mean AS mean, d.std AS std
+RETURN d.id AS id, d.modality AS modality, d.n_samples AS n_samples, d.n_classes AS n_classes,
+       d.channels AS channels, d.image_size AS image_size, d.mean AS mean, d.std AS std
 """
 
 
@@ -278,11 +286,15 @@ def profile_vector(node: dict[str, Any]) -> list[float | None]:
 
 def profile_similarity(store: GraphStore, dataset_id: str, others: Sequence[str]) -> list[Similarity]:
     """``profile`` similarity of ``dataset_id`` with each of ``others`` (ids; see the module
-    docstring). One query reads every dataset's profile, for the spreads."""
-    vectors = {row["id"]: profile_vector(decode_props(_D, row)) for row in store.query(_PROFILES)}
+    docstring). One query reads every dataset's profile, for the spreads: over the datasets of a
+    modality comparable with ``dataset_id``'s (``comparable``)."""
+    rows = store.query(_PROFILES)
+    modality = next((r["modality"] for r in rows if r["id"] == dataset_id), None)
+    vectors = {row["id"]: profile_vector(decode_props(_D, row)) for row in rows}
+    peers = [vectors[row["id"]] for row in rows if comparable(modality, row["modality"])]
     spreads: list[float | None] = []
     for k in range(len(PROFILE_FEATURES)):
-        values = [v[k] for v in vectors.values() if v[k] is not None]
+        values = [v[k] for v in peers if v[k] is not None]
         spreads.append(statistics.pstdev(values) if len(values) >= 2 else None)
     mine = vectors.get(dataset_id)
     if mine is None:

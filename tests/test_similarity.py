@@ -94,13 +94,23 @@ def test_widening_stops_after_two_is_a_steps(store: GraphStore) -> None:
 
 PROFILES = {
     # target, a near copy (a few more images), and a far dataset (RGB photos, many classes)
-    "target": dict(n_samples=2000, n_classes=10, channels=1, image_size=[28, 28], mean=[0.29], std=[0.35]),
+    "target": dict(
+        modality="image",
+        n_samples=2000,
+        n_classes=10,
+        channels=1,
+        image_size=[28, 28],
+        mean=[0.29],
+        std=[0.35],
+    ),
     "near": dict(n_samples=2200, n_classes=10, channels=1, image_size=[28, 28], mean=[0.30], std=[0.35]),
     "far": dict(
         n_samples=50000, n_classes=100, channels=3, image_size=[224, 224], mean=[0.5, 0.4, 0.4], std=[0.2] * 3
     ),
     "sizes-only": dict(n_samples=2000, n_classes=100),
     "nothing": {},
+    # a GNN scorer's outcome snapshot: not an image dataset, neither listed nor in the spreads
+    "snapshot": dict(modality="outcomes", n_samples=2254, n_classes=1000),
 }
 
 
@@ -113,6 +123,7 @@ def test_profile_ranks_a_near_copy_above_a_far_dataset(store: GraphStore) -> Non
     assert sims["near"].value > 0.9 > 0.2 > sims["far"].value
     assert sims["near"].facts["n_features"] == 10
     assert "nothing" not in sims  # shares no feature with the target
+    assert "snapshot" not in sims
     # only n_samples and n_classes shared: equal size, classes apart by their spread over 4 datasets
     logs = [math.log(v) for v in (10, 10, 100, 100)]
     sd = (sum((x - sum(logs) / 4) ** 2 for x in logs) / 4) ** 0.5
