@@ -11,7 +11,7 @@ from rdflib import URIRef
 
 from kg import GraphBatch, GraphStore
 from kg.errors import NotFound
-from kg.rdf import KG, export_graph, import_graph, node_iri
+from kg.rdf import KG, export_graph, import_graph, node_iri, validate
 from kg.similarity import (
     CONCEPT_OVERLAP,
     PROFILE,
@@ -159,6 +159,7 @@ def test_similar_to_exports_to_rdf_and_imports_back(store: GraphStore) -> None:
     a, b = node_iri(D, "dogs"), node_iri(D, "wolves")
     assert (a, KG.similarTo, b) in g and (b, KG.similarTo, a) in g
     assert isinstance(a, URIRef)
+    assert validate(g) == []  # the SHACL shapes accept the edges and their properties
     batch = import_graph(g)
     edges = batch.edges[(Rel.SIMILAR_TO, D, D)]
     assert {(r["src"], r["dst"], r["method"], r["value"]) for r in edges.values()} == {
