@@ -18,6 +18,7 @@ import typer
 
 from kg import GraphStore, KgError, open_store
 from kg.checked_write import execute_checked
+from kg.errors import is_user_error
 from kg.store import resolve_store_uri
 from transfer.openlineage_cli import openlineage_app
 from transfer.quiet import quiet_third_party
@@ -45,22 +46,6 @@ class Format(StrEnum):
     table = "table"
     json = "json"
     dot = "dot"
-
-
-USER_ERROR_NAMES = {"DataError", "ZooError", "ProbeError", "FinetuneError", "ScorerError", "ReportError"}
-
-
-def is_user_error(exc: BaseException) -> bool:
-    """True for errors a user can fix: ``KgError`` and the error types of the ``transfer`` modules.
-
-    Matched by class name and module so that commands which never touch torch need not import it.
-    """
-    if isinstance(exc, KgError):
-        return True
-    return any(
-        cls.__name__ in USER_ERROR_NAMES and cls.__module__.startswith(("transfer.", "gnn."))
-        for cls in type(exc).__mro__
-    )
 
 
 @contextmanager
@@ -323,6 +308,38 @@ def _progress() -> Any:
         console=err_console,
         disable=not err_console.is_terminal,  # piped or redirected: no bar, no stray line in the log
     )
+
+
+DEFAULT_PROBE = 3
+"""``--probe`` default: three candidates, seconds each on a CPU for SmallCNN-size sources on a
+1,000-image sample (features are cached), and enough to cover the top of the list the choice is made
+from; ``--probe 0`` turns it off."""
+
+
+def _counter(progress: Any, task: Any) -> Any:
+    """A ``(message, done, total)`` callback that drives a progress task (probes of candidates)."""
+
+    def update(message: str, done: int, total: int) -> None:
+        progress.update(task, description=message, completed=done, total=total)
+
+    return update
+
+
+def _print_plan(p: Any) -> None:
+    """What a plan decided: the source (when chosen) with its reasons, probes, and auto settings."""
+    for r in p.probed:
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in list(r.estimators.items())[:3])
+        console.print(f"probed {r.model_id} on {r.dataset_id} (n={r.sample_size}): {scores}", style="dim")
+    if p.how != "given":
+        console.print(f"source: {p.source_id}: {p.choice.reason()}", style="cyan")
+        for fact in p.choice.facts[:2]:
+            console.print(f"  {fact}", style="dim")
+        for _, model_id, why in p.choice.skipped:
+            console.print(f"  skipped {model_id}: {why}", style="dim")
+        for note in p.notes:
+            console.print(f"note: {note}", style="yellow")
+    for d in p.decisions:
+        console.print(f"auto: {d.setting} = {d.value}: {d.reason}", style="cyan")
 
 
 def _epoch_updater(progress: Any, task: Any) -> Any:
@@ -602,75 +619,39 @@ def finetune(
     baseline: Annotated[
         bool, typer.Option(help="Also train from scratch with the same budget (the gain).")
     ] = False,
+    probe: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="With --source auto: probe the K most promising candidates without estimator scores on "
+            "the target before ranking (0: none).",
+        ),
+    ] = DEFAULT_PROBE,
 ) -> None:
     """Fine-tune a source model on a target dataset and record the run and its outcome in the graph."""
-    from ontology.vocab import Label
-    from transfer.finetune.engine import finetune as run
-    from transfer.finetune.settings import settings_for
-    from transfer.register import materialise, slug
-    from transfer.zoo.record import ModelRecord
+    from transfer.loop import plan as make_plan
+    from transfer.loop import run
 
     with store_from(ctx) as store:
         overrides = _parse_params(set_)
-        if epochs is not None:
-            overrides["epochs"] = epochs
-        target_id = store.resolve(target, (Label.DATASET,))[1]
-        compatibility = uncertainty = None
-        if source == "auto":
-            from transfer.source_choice import choose_source
-
-            with err_console.status(f"ranking sources for {target_id}"):
-                pick = choose_source(store, target_id, probe_missing=True, work_dir=Path(".kgraft/probes"))
-            source_id, compatibility, uncertainty = pick.model_id, pick.compatibility, pick.uncertainty
-            console.print(f"source: {source_id}: {pick.reason()}", style="cyan")
-            for fact in pick.facts[:2]:
-                console.print(f"  {fact}", style="dim")
-            for model_id, why in pick.skipped:
-                console.print(f"  skipped {model_id}: {why}", style="dim")
-            for note in pick.notes:
-                console.print(f"note: {note}", style="yellow")
-        else:
-            source_id = store.resolve(source, (Label.MODEL,))[1]
-        if settings == "auto":
-            from transfer.finetune.settings import with_changes
-            from transfer.policy import inputs_from_graph, recommend_settings
-
-            if source != "auto":
-                from transfer.source_choice import pair_score
-
-                compatibility, uncertainty, _ = pair_score(store, source_id, target_id)
-            chosen, decisions = recommend_settings(
-                inputs_from_graph(
-                    store,
-                    source_id,
-                    target_id,
-                    epochs=overrides.pop("epochs", 5),
-                    compatibility=compatibility,
-                    uncertainty=uncertainty,
-                )
-            )
-            chosen = with_changes(chosen, **overrides) if overrides else chosen
-            for d in decisions:
-                console.print(f"auto: {d.setting} = {d.value}: {d.reason}", style="cyan")
-        else:
-            chosen = settings_for(settings, **overrides)
-        record = ModelRecord.from_properties(store.node(Label.MODEL, source_id))
-        with err_console.status(f"rebuilding {target_id}"):
-            target_ds = materialise(store, target_id)
-        source_ds, source_ds_id = None, None
-        rows = store.query(
-            "MATCH (:Model {id: $id})-[:TRAINED_ON]->(d:Dataset) RETURN d.id AS id", {"id": source_id}
-        )
-        if rows:
-            try:
-                source_ds, source_ds_id = materialise(store, rows[0]["id"]), rows[0]["id"]
-            except Exception as exc:  # external pretraining data: no forgetting measurement
-                if not is_user_error(exc):
-                    raise
-                err_console.print(f"note: no forgetting measurement ({exc})", style="yellow")
-        out = out or Path(".kgraft/runs") / f"{slug(source_id)}--{slug(target_id)}--{settings}"
         with _progress() as progress:
-            task = progress.add_task("fine-tuning", total=chosen.epochs)
+            task = progress.add_task("planning", total=None)
+            the_plan = make_plan(
+                store,
+                target,
+                source,
+                settings,
+                probe=probe if source == "auto" else 0,
+                probe_missing=source == "auto",
+                rank=source == "auto",
+                epochs=epochs,
+                overrides=overrides,
+                step=lambda text: progress.update(task, description=text, total=None),
+                probe_progress=_counter(progress, task),
+            )
+        _print_plan(the_plan)
+        with _progress() as progress:
+            task = progress.add_task("fine-tuning", total=the_plan.settings.epochs)
 
             def on_epoch(report: Any) -> None:
                 progress.update(
@@ -684,18 +665,14 @@ def finetune(
                 )
 
             result = run(
-                record,
-                target_ds,
-                chosen,
+                the_plan,
                 out_dir=out,
-                store=store,
-                target_id=target_id,
-                source_dataset=source_ds,
-                source_dataset_id=source_ds_id,
                 resume=resume,
                 progress=on_epoch,
                 measure_baseline=baseline,
+                note=lambda text: err_console.print(f"note: {text}", style="yellow", markup=False),
             )
+    source_id, target_id = the_plan.source_id, the_plan.target_id
     summary = result.summary()
     console.print_json(data={k: v for k, v in summary.items() if k != "epochs"})
     console.print(
@@ -829,20 +806,37 @@ def recommend(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Argument(help="Target dataset (id or name).")],
     top: Annotated[int, typer.Option(help="How many sources to list.")] = 10,
+    probe: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Probe the K most promising candidates without estimator scores on the target first "
+            "(recorded as SCORED_ON), then rank; 0: rank only (read-only).",
+        ),
+    ] = DEFAULT_PROBE,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Rank source models for a target: compatibility with its uncertainty, shift risk and bias risk."""
-    import warnings
     from dataclasses import asdict
 
-    from gnn.scores import StaleScorerWarning
-    from gnn.scores import recommend as rank
+    from transfer.loop import rank_target
     from transfer.render import rows_table
 
-    with store_from(ctx, read_only=True) as store, warnings.catch_warnings():
-        warnings.simplefilter("ignore", StaleScorerWarning)  # said once below, with the other notes
-        recs = rank(store, dataset, top=top)
-    for note in recs[0].notes if recs else ():
+    with store_from(ctx, read_only=probe == 0) as store, _progress() as progress:
+        task = progress.add_task("ranking", total=None)
+        ranking = rank_target(
+            store,
+            dataset,
+            top=top,
+            probe=probe,
+            step=lambda text: progress.update(task, description=text, total=None),
+            probe_progress=_counter(progress, task),
+        )
+    recs = list(ranking.candidates)
+    for r in ranking.probes:
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in list(r.estimators.items())[:3])
+        err_console.print(f"probed {r.model_id} (n={r.sample_size}): {scores}", style="dim", markup=False)
+    for note in ranking.notes:
         err_console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     if as_json:
         print(json.dumps([asdict(r) for r in recs], indent=2, default=str))
@@ -874,8 +868,16 @@ def report(
     out: Annotated[Path | None, typer.Option(help="Report folder; default .kgraft/reports/TARGET.")] = None,
     top: Annotated[int, typer.Option(help="How many ranked sources to show.")] = 10,
     no_probe: Annotated[
-        bool, typer.Option("--no-probe", help="Do not probe an unmeasured pair; say how to instead.")
+        bool, typer.Option("--no-probe", help="Do not probe at all; say how to measure the pair instead.")
     ] = False,
+    probe: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Probe the K most promising candidates without estimator scores on the target before "
+            "ranking (0: none).",
+        ),
+    ] = DEFAULT_PROBE,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report document as JSON.")] = False,
 ) -> None:
     """Write a transfer-suitability report (report.json, report.md, report.html): ranked sources, shift
@@ -896,7 +898,9 @@ def report(
             out_dir=folder,
             top=top,
             probe_missing=not no_probe,
-            step=lambda text: progress.update(task, description=text),
+            probe=0 if no_probe else probe,
+            step=lambda text: progress.update(task, description=text, total=None),
+            probe_progress=_counter(progress, task),
         )
     doc = paths.document
     if as_json:

@@ -205,30 +205,13 @@ class LoopResult:
     scorer_trained: str | None = None
     """Why the scorer was trained before the report (``None``: an up-to-date one was reused)."""
     choice: Any = None
-    """``transfer.source_choice.SourceChoice`` of the target."""
+    """``transfer.source_choice.SourceChoice`` of the target, from the loop's plan."""
     report_dir: Path | None = None
     decisions: list = field(default_factory=list)
     learned: str | None = None
     """The scorer retrained on the new outcome, when a new run was recorded."""
     tuned_model: str | None = None
     lineage: list[Reach] = field(default_factory=list)
-
-
-def ensure_scorer(store: GraphStore, out_dir: Path) -> tuple[str, str | None]:
-    """The id of an up-to-date GNN scorer, training one when there is none or it is stale; returns
-    (scorer id, why it was trained or ``None``)."""
-    from gnn.builder import build_hetero
-    from gnn.scores import stale_message
-    from gnn.train import latest_scorer, train_scorer
-
-    info = latest_scorer(store)
-    if info is None:
-        why = "no scorer yet"
-    else:
-        why = stale_message(info, build_hetero(store)[0])
-        if why is None:
-            return info.id, None
-    return train_scorer(store, out_dir, seed=0).id, why
 
 
 def _finished_auto_run(store: GraphStore, target: str) -> dict | None:
@@ -242,68 +225,22 @@ def _finished_auto_run(store: GraphStore, target: str) -> dict | None:
     return rows[0] if rows else None
 
 
-def _source_data(store: GraphStore, source: str) -> tuple[ImageDataset | None, str | None]:
-    """The source model's pretraining data when the graph can rebuild it (for the forgetting figure)."""
-    from transfer.register import materialise
-
-    rows = store.query(
-        "MATCH (:Model {id: $id})-[:TRAINED_ON]->(d:Dataset) RETURN d.id AS id", {"id": source}
-    )
-    if not rows:
-        return None, None
-    try:
-        return materialise(store, rows[0]["id"]), rows[0]["id"]
-    except Exception:  # external pretraining data (ccexam's MNIST, USPS, SVHN): no forgetting figure
-        return None, None
-
-
-def finetune_auto(
-    store: GraphStore, source: str, target: str, choice: Any, out_dir: Path, epochs: int
-) -> tuple[dict, list]:
-    """Fine-tune ``source`` on ``target`` with the policy's settings (fed the choice's compatibility and
-    uncertainty) and record the run; returns the run summary and the policy's decisions."""
-    from transfer.finetune.engine import finetune
-    from transfer.policy import inputs_from_graph, recommend_settings
-    from transfer.register import materialise, slug
-    from transfer.zoo.record import ModelRecord
-
-    settings, decisions = recommend_settings(
-        inputs_from_graph(
-            store,
-            source,
-            target,
-            epochs=epochs,
-            compatibility=choice.compatibility,
-            uncertainty=choice.uncertainty,
-        )
-    )
-    source_ds, source_ds_id = _source_data(store, source)
-    result = finetune(
-        ModelRecord.from_properties(store.node(Label.MODEL, source)),
-        materialise(store, target),
-        settings,
-        out_dir=out_dir / f"{slug(source)}--{slug(target)}--auto",
-        store=store,
-        target_id=target,
-        source_dataset=source_ds,
-        source_dataset_id=source_ds_id,
-    )
-    summary = result.summary()
-    return {k: summary.get(k) for k in ("accuracy", "forgetting", "run_id")}, decisions
-
-
 def run_loop(
     store: GraphStore,
     out_dir: Path,
     options: LoopOptions = LoopOptions(),
     step: Callable[[str], None] = lambda _: None,
 ) -> LoopResult:
-    """The loop after the zoo: probe, train the scorer if none or stale, write the report for the demo
-    target, fine-tune its chosen source with auto settings and record it, then let the scorer learn from
-    the new outcome. A finished auto run on the target is reused, so reruns stay fast and leave the
-    graph as it was. ``out_dir`` (``.kgraft``) receives probes, scorers, reports and runs."""
+    """The loop after the zoo: probe, train the scorer if none or stale, plan the demo target
+    (``transfer.loop.plan``), write the plan's report, run the plan (fine-tune the chosen source with
+    auto settings, record it, let the scorer learn from the new outcome). A finished auto run on the
+    target is reused, so reruns stay fast and leave the graph as it was. ``out_dir`` (``.kgraft``)
+    receives probes, scorers, reports and runs."""
+    from gnn.train import latest_scorer
+    from transfer.loop import ensure_scorer, plan, run
     from transfer.probe.run import probe
-    from transfer.source_choice import choose_source
+    from transfer.register import slug
+    from transfer.report import write_report
 
     (row,) = store.query(
         "MATCH (m:Model)-[:TRAINED_ON]->(:Dataset {id: $d}) WHERE m.kind = $kind AND m.source = $src "
@@ -319,29 +256,34 @@ def run_loop(
     step("GNN scorer")
     loop.scorer, loop.scorer_trained = ensure_scorer(store, out_dir / "scorers")
     step(f"report for {DEMO_TARGET}")
-    report_dir = out_dir / "reports" / DEMO_TARGET
     done = _finished_auto_run(store, DEMO_TARGET)
-    choice = choose_source(
+    the_plan = plan(
         store,
         DEMO_TARGET,
+        done["source"] if done else "auto",  # report again on the pair already fine-tuned
+        "auto",
         probe_missing=done is None,
+        epochs=options.epochs,
         work_dir=out_dir / "probes",
-        report_dir=report_dir,
-        source=done["source"] if done else None,  # report again on the pair already fine-tuned
     )
-    loop.choice = choice
-    loop.report_dir = report_dir
+    loop.choice = the_plan.choice
+    loop.report_dir = out_dir / "reports" / DEMO_TARGET
+    write_report(store, DEMO_TARGET, out_dir=loop.report_dir, plan=the_plan)
     if done:
         loop.source, loop.run, loop.reused_run = done["source"], done, True
     else:
-        loop.source = choice.model_id
+        loop.source, loop.decisions = the_plan.source_id, list(the_plan.decisions)
         step(f"fine-tune {loop.source} on {DEMO_TARGET} (auto settings, {options.epochs} epochs)")
-        loop.run, loop.decisions = finetune_auto(
-            store, loop.source, DEMO_TARGET, choice, out_dir / "runs", options.epochs
+        result = run(
+            the_plan,
+            out_dir=out_dir / "runs" / f"{slug(loop.source)}--{slug(DEMO_TARGET)}--auto",
+            retrain_scorer=out_dir / "scorers",
+            step=step,
         )
-        step("GNN scorer learns from the new outcome")
-        learned = ensure_scorer(store, out_dir / "scorers")[0]
-        loop.learned = learned if learned != loop.scorer else None
+        summary = result.summary()
+        loop.run = {k: summary.get(k) for k in ("accuracy", "forgetting", "run_id")}
+        learned = latest_scorer(store)
+        loop.learned = learned.id if learned is not None and learned.id != loop.scorer else None
     tuned = store.query(
         "MATCH (m:Model)-[:GENERATED_BY]->(:Activity {id: $run}) RETURN m.id AS id",
         {"run": loop.run["run_id"]},

@@ -1,5 +1,8 @@
 """``build_report``: the transfer-suitability report for a target as one JSON-able document.
 
+``render_document`` renders a ``transfer.loop.TransferPlan`` (it reads the graph and does no work);
+``build_report`` plans with auto settings and renders.
+
 The document (schema: ``report.schema.json``) holds the ranked candidate sources, the chosen
 source's shift analysis and bias analysis, the recommended fine-tuning settings with their reasons,
 and the report's own provenance. The ranking needs a trained GNN scorer (``kgraft gnn train``); with
@@ -12,22 +15,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gnn.train import ScorerInfo
+from kg.clock import now
 from kg.errors import NotFound
 from kg.store import GraphStore
 from ontology.vocab import Label
+from transfer.loop import NotACandidate, TransferPlan, plan
 from transfer.report.bias import bias_section
 from transfer.report.errors import ReportError
-from transfer.report.provenance import now, provenance_section, scorer_info
-from transfer.report.ranking import (
-    candidate_count,
-    candidate_row,
-    checkpoint_problem,
-    choose,
-    estimator_scores,
-    rank,
-)
+from transfer.report.provenance import provenance_section, scorer_info
+from transfer.report.ranking import candidate_count, candidate_row, checkpoint_problem, estimator_scores
 from transfer.report.settings import settings_section
 from transfer.report.shift import measurements, shift_section
+from transfer.report.values import number
+from transfer.source_choice import NoCandidateSource
 
 SCHEMA_ID = "kgraft-report/1"
 MAX_NOTES = 5
@@ -48,17 +49,19 @@ def build_report(
     top: int = 10,
     scorer_id: str | None = None,
     probe_missing: bool = True,
+    probe: int = 0,
     work_dir: Path | None = None,
     step: Callable[[str], None] = lambda _: None,
+    probe_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """The report document for ``target`` (dataset id or name).
+    """The report document for ``target`` (dataset id or name): ``plan`` with auto settings, rendered.
 
     ``source`` (model id or name) fixes the source to analyse; without it the best-ranked candidate
-    whose checkpoint is on this machine is chosen. ``top`` rows are ranked. When the chosen pair was
-    never probed, ``probe_missing`` runs ``kgraft probe``'s measurement first (curves to ``work_dir``);
-    otherwise the report says how to measure it. ``step`` receives progress messages. Raises
-    ``ReportError`` (one sentence) for an unknown target or source, a graph without candidates, a
-    missing checkpoint, or no trained scorer.
+    that can be fine-tuned here is chosen. ``top`` rows are shown. ``probe=K`` probes the K most
+    promising unmeasured candidates before ranking; ``probe_missing`` probes the chosen pair when it
+    was never measured (curves to ``work_dir``), otherwise the report says how to measure it. ``step``
+    receives progress messages. Raises ``ReportError`` (one sentence) for an unknown target or source,
+    a graph without candidates, a missing checkpoint, or no trained scorer.
     """
     if top < 1:
         raise ReportError(f"--top must be at least 1, got {top}.")
@@ -72,34 +75,51 @@ def build_report(
             "`kgraft model add` or `kgraft zoo build`."
         )
     info = scorer_info(store, scorer_id)
-    step(f"ranking sources for {target_id}")
-    recs = rank(store, target_id, top, info.id)
-    if not recs:
+    try:
+        p = plan(
+            store,
+            target_id,
+            source_id or "auto",
+            "auto",
+            top=top,
+            probe=probe,
+            probe_missing=probe_missing,
+            scorer_id=info.id,
+            work_dir=work_dir,
+            step=step,
+            probe_progress=probe_progress,
+        )
+    except (NoCandidateSource, NotACandidate) as exc:
+        raise ReportError(str(exc)) from None
+    return render_document(p, top=top, scorer=info)
+
+
+def _passed_over(p: TransferPlan) -> list[str]:
+    return [f"passed over rank {rank} {model}: {why}" for rank, model, why in p.choice.skipped]
+
+
+def render_document(p: TransferPlan, *, top: int = 10, scorer: ScorerInfo | None = None) -> dict[str, Any]:
+    """The report document of a plan: its ranking (the first ``top`` rows, and the chosen source's row
+    when it lies further down), the chosen pair's shift and bias analysis read from the graph, the
+    plan's settings with their reasons, and provenance. Reads the graph; probes and ranks nothing."""
+    store, target_id = p.store, p.target_id
+    if p.ranking is None or not p.ranking.candidates:
         raise ReportError(f"the scorer ranked no candidate source models for {target_id!r}.")
-    chosen, passed = choose(store, target_id, recs, source_id, info.id)
+    info = scorer if scorer is not None else scorer_info(store, p.scorer_id)
+    recs = list(p.ranking.candidates)
     estimates = estimator_scores(store, target_id)
+    shown = recs[:top]
+    if all(r.model_id != p.source_id for r in shown):
+        shown += [r for r in recs if r.model_id == p.source_id]
     rows = [
-        candidate_row(r, estimates.get(r.model_id, {}), checkpoint_problem(store, r.model_id)) for r in recs
+        candidate_row(r, estimates.get(r.model_id, {}), checkpoint_problem(store, r.model_id)) for r in shown
     ]
-    if all(r["model_id"] != chosen.model_id for r in rows):
-        rows.append(candidate_row(chosen, estimates.get(chosen.model_id, {}), None))
-    shift = shift_section(
-        store, chosen.model_id, target_id, probe_missing=probe_missing, work_dir=work_dir, step=step
-    )
-    if shift["probed_now"]:  # the new measurements belong in the ranking row too
-        estimates = estimator_scores(store, target_id)
-        for row in rows:
-            if row["model_id"] == chosen.model_id:
-                row["estimators"] = {
-                    k: e["value"] for k, e in sorted(estimates.get(chosen.model_id, {}).items())
-                }
-    step("bias analysis and settings")
-    target_node = store.node(Label.DATASET, target_id) or {}
-    how = "given" if source_id is not None else ("top-ranked" if chosen.rank == 1 else "best fine-tunable")
-    notes = list(dict.fromkeys(note for r in recs for note in r.notes))
-    notes += passed[:MAX_NOTES]
+    chosen = next(r for r in recs if r.model_id == p.source_id)
+    passed = _passed_over(p)
+    notes = list(p.ranking.notes) + passed[:MAX_NOTES]
     if len(passed) > MAX_NOTES:
         notes.append(f"... and {len(passed) - MAX_NOTES} more candidates passed over")
+    target_node = store.node(Label.DATASET, target_id) or {}
     generated = now()
     return {
         "schema": SCHEMA_ID,
@@ -115,8 +135,8 @@ def build_report(
             "id": chosen.model_id,
             "name": chosen.name,
             "rank": chosen.rank,
-            "how": how,
-            "compatibility": rows[[r["model_id"] for r in rows].index(chosen.model_id)]["compatibility"],
+            "how": p.how,
+            "compatibility": number(chosen.compatibility),
         },
         "ranking": {
             "basis": recs[0].basis,
@@ -124,11 +144,9 @@ def build_report(
             "candidates_in_graph": candidate_count(store),
             "candidates": rows,
         },
-        "shift": shift,
+        "shift": shift_section(store, chosen.model_id, target_id, probed_now=p.probed_now),
         "bias": bias_section(store, chosen.model_id, target_id),
-        "settings": settings_section(
-            store, chosen.model_id, target_id, chosen.compatibility, chosen.uncertainty
-        ),
+        "settings": settings_section(p),
         "provenance": provenance_section(
             store, info, measurements(store, chosen.model_id, target_id), estimates, generated
         ),

@@ -8,18 +8,14 @@ whether its checkpoint is on this machine, since only such a source can be probe
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 from gnn.builder import ESTIMATOR_KINDS, SCORER_KIND
-from gnn.scores import Recommendation, StaleScorerWarning, recommend
+from gnn.scores import Recommendation
 from kg.store import GraphStore
 from ontology.vocab import Label
-from transfer.report.errors import ReportError
 from transfer.report.values import number
-
-ALL = 1_000_000
 
 
 def candidate_count(store: GraphStore) -> int:
@@ -29,13 +25,6 @@ def candidate_count(store: GraphStore) -> int:
         {"scorer": SCORER_KIND},
     )
     return int(rows[0]["c"])
-
-
-def rank(store: GraphStore, target_id: str, top: int, scorer_id: str | None) -> list[Recommendation]:
-    """``recommend`` for the target; the stale-scorer warning travels in each recommendation's notes."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", StaleScorerWarning)
-        return recommend(store, target_id, top=top, scorer_id=scorer_id)
 
 
 def estimator_scores(store: GraphStore, target_id: str) -> dict[str, dict[str, dict[str, Any]]]:
@@ -73,34 +62,6 @@ def checkpoint_problem(store: GraphStore, model_id: str) -> str | None:
     return None
 
 
-def not_finetunable(store: GraphStore, model_id: str, target_id: str | None = None) -> str | None:
-    """Why ``model_id`` cannot be a fine-tuning source (for ``target_id``), or ``None`` when it can."""
-    from transfer.zoo.loading import checkpoint_path
-    from transfer.zoo.record import ModelRecord, ZooError
-
-    props = store.node(Label.MODEL, model_id)
-    if props is None:
-        return "not in the graph"
-    kind = props.get("kind") or "classifier"
-    if kind != "classifier":
-        return f"a {kind}, not a classifier"
-    try:
-        record = ModelRecord.from_properties(props)
-        path = checkpoint_path(record)
-    except ZooError as exc:
-        return str(exc).rstrip(".")
-    if not path.is_file():
-        return f"its checkpoint {path} is missing"
-    if target_id is not None:
-        rows = store.query(
-            "MATCH (:Model {id: $m})-[:TRAINED_ON]->(d:Dataset {id: $d}) RETURN d.id AS id",
-            {"m": model_id, "d": target_id},
-        )
-        if rows:
-            return "already trained on the target itself"
-    return None
-
-
 def candidate_row(rec: Recommendation, estimates: dict[str, dict[str, Any]], problem: str | None) -> dict:
     """One ranking row of the report document."""
     return {
@@ -119,45 +80,3 @@ def candidate_row(rec: Recommendation, estimates: dict[str, dict[str, Any]], pro
         "loadable": problem is None,
         "load_problem": problem,
     }
-
-
-def choose(
-    store: GraphStore,
-    target_id: str,
-    recs: list[Recommendation],
-    source_id: str | None,
-    scorer_id: str | None,
-) -> tuple[Recommendation, list[str]]:
-    """The recommendation for the source to report on, and notes on candidates passed over.
-
-    An explicit source must be loadable (else ``ReportError`` naming the missing file). Without one,
-    the best-ranked candidate that can be fine-tuned here is chosen, by the same test as ``kgraft
-    finetune --source auto`` (``not_finetunable``: a classifier whose checkpoint is on this machine, not
-    already trained on the target itself).
-    """
-    if source_id is not None:
-        problem = checkpoint_problem(store, source_id)
-        if problem:
-            raise ReportError(problem)
-        found = [r for r in recs if r.model_id == source_id]
-        if not found:
-            found = [r for r in rank(store, target_id, ALL, scorer_id) if r.model_id == source_id]
-        if not found:
-            raise ReportError(f"model {source_id!r} is not a candidate source for {target_id!r}.")
-        return found[0], []
-    passed: list[str] = []
-    seen: set[str] = set()
-    for batch in (recs, None):
-        for rec in batch if batch is not None else rank(store, target_id, ALL, scorer_id):
-            if rec.model_id in seen:
-                continue
-            seen.add(rec.model_id)
-            problem = not_finetunable(store, rec.model_id, target_id)
-            if problem is None:
-                return rec, passed
-            passed.append(f"passed over rank {rec.rank} {rec.model_id}: {problem}")
-    shown = "; ".join(passed[:2])
-    raise ReportError(
-        f"none of the {len(seen)} candidate sources for {target_id!r} can be fine-tuned on this "
-        f"machine ({shown})."
-    )

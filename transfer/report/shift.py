@@ -1,7 +1,7 @@
 """Shift analysis of the chosen pair, read back from the SCORED_ON measurements of ``kgraft probe``.
 
-Reading the graph (rather than a probe's return value) gives one code path for a probe run now and
-one recorded earlier. When the pair was never probed and probing is allowed, the probe runs first.
+Reading the graph (rather than a probe's return value) gives one code path for a probe run now (by
+``transfer.loop.plan``) and one recorded earlier; this section never probes.
 Each test is labelled with the level of the representation it looks at: the class-matched early-layer
 shift is input-level, tests on penultimate features or softmax outputs are semantic, the class-prior
 distance is label shift.
@@ -9,8 +9,6 @@ distance is label shift.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from kg.store import GraphStore
@@ -65,20 +63,11 @@ def shift_section(
     source_id: str,
     target_id: str,
     *,
-    probe_missing: bool,
-    work_dir: Path | None = None,
-    step: Callable[[str], None] = lambda _: None,
+    probed_now: bool = False,
 ) -> dict[str, Any]:
-    """The report's ``shift`` section: tests, type, generality curve and freeze cut (or why not)."""
+    """The report's ``shift`` section: tests, type, generality curve and freeze cut (or why not);
+    ``probed_now`` says the measurements were taken while planning this report."""
     rows = _rows(store, source_id, target_id)
-    probed_now = False
-    if not rows and probe_missing:
-        from transfer.probe.run import probe
-
-        step(f"probing {source_id} on {target_id}")
-        probe(store, source_id, target_id, out_dir=work_dir)
-        rows = _rows(store, source_id, target_id)
-        probed_now = True
     curve: dict[int, dict[str, Any]] = {}
     tests, shift_type, freeze_cut, times = [], None, None, []
     for r in rows:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from kg.store import GraphStore
-from transfer.report.build import build_report
+from transfer.loop import TransferPlan
+from transfer.report.build import build_report, render_document
 from transfer.report.errors import ReportError
 from transfer.report.html import render_html
 from transfer.report.markdown import render_markdown
@@ -85,13 +86,18 @@ def write_report(
     source: str | None = None,
     *,
     out_dir: Path,
+    plan: TransferPlan | None = None,
     **options: Any,
 ) -> ReportPaths:
-    """Build the report for ``target`` (see ``build_report`` for ``source`` and ``options``), validate
-    it against its schema, and write report.json, report.md and report.html into ``out_dir``."""
+    """Build the report for ``target`` (see ``build_report`` for ``source`` and ``options``), or render
+    a given ``plan`` (``options`` may then hold only ``top``), validate it against its schema, and
+    write report.json, report.md and report.html into ``out_dir``."""
     out_dir = Path(out_dir).expanduser().absolute()
     with _staging(out_dir) as staging:
-        document = build_report(store, target, source, **options)
+        if plan is not None:
+            document = render_document(plan, top=options.get("top", 10))
+        else:
+            document = build_report(store, target, source, **options)
         validate_report(document)
         files = {
             "report.json": json.dumps(document, indent=2, allow_nan=False) + "\n",
