@@ -71,7 +71,8 @@ from torch_geometric.data import HeteroData
 
 from kg.aliases import alias_groups
 from kg.store import GraphStore
-from ontology.vocab import Label, Rel
+from ontology.vocab import SCORE_KINDS as VOCAB_SCORE_KINDS
+from ontology.vocab import Label, Rel, ScoreRole, score_kinds
 
 SCORER_KIND = "gnn-scorer"
 """``kind`` of the Model nodes that record trained GNN scorers."""
@@ -100,23 +101,12 @@ SCORED = ("model", "scored_on", "dataset")
 REV_SCORED = ("dataset", "rev_scored_on", "model")
 OUTCOME = ("model", "transferred_to", "dataset")
 
-SCORE_KINDS: tuple[str, ...] = (
-    "logme",
-    "leep",
-    "nce",
-    "hscore",
-    "sfda",
-    "knn_accuracy",
-    "linear_probe_accuracy",
-    "mmd",
-    "ks",
-    "domain_classifier",
-    "other",
-)
-"""SCORED_ON kinds the GNN tells apart; a stored kind maps to the first of these it starts with."""
-ESTIMATOR_KINDS = SCORE_KINDS[:7]
+SCORE_KINDS: tuple[str, ...] = tuple(k.name for k in VOCAB_SCORE_KINDS)
+"""SCORED_ON kinds the GNN tells apart (``ontology.vocab.SCORE_KINDS``); a stored kind maps to the
+first of these it starts with, else to ``other``."""
+ESTIMATOR_KINDS = score_kinds(ScoreRole.ESTIMATOR)
 """Transferability estimators: higher is better."""
-SHIFT_KINDS = SCORE_KINDS[7:10]
+SHIFT_KINDS = score_kinds(ScoreRole.SHIFT)
 """Shift tests: a small p-value means the target moved away from the source."""
 
 ARCH_FAMILIES: tuple[str, ...] = (

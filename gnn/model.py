@@ -57,8 +57,8 @@ from gnn.builder import (
     NODE_TYPES,
     PAIR_FEATURES,
     REV_SCORED,
+    SCORE_KINDS,
     SCORED,
-    SCORED_ATTR_DIM,
     STRUCTURAL,
     reverse,
 )
@@ -76,13 +76,8 @@ OUTCOME_MP: EdgeType = ("model", "outcome", "dataset")
 REV_OUTCOME_MP: EdgeType = ("dataset", "rev_outcome", "model")
 OUTCOME_ATTR_DIM = 3
 HISTORY_FEATURES = 9
-ATTRIBUTED_MP: dict[EdgeType, int] = {
-    SCORED: SCORED_ATTR_DIM,
-    REV_SCORED: SCORED_ATTR_DIM,
-    OUTCOME_MP: OUTCOME_ATTR_DIM,
-    REV_OUTCOME_MP: OUTCOME_ATTR_DIM,
-}
-"""Attributed message-passing edge types and their edge-feature widths."""
+ATTRIBUTED_MP: tuple[EdgeType, ...] = (SCORED, REV_SCORED, OUTCOME_MP, REV_OUTCOME_MP)
+"""Attributed message-passing edge types (widths: ``scored_attr_dim`` and ``OUTCOME_ATTR_DIM``)."""
 
 
 @dataclass(frozen=True)
@@ -108,25 +103,46 @@ class GnnConfig:
     seen_prior: float = 2.0
     """Within-target z added at prediction, outside the learned head, when the source was already
     trained on the target's data (``PairContext.trained_on_data``); 0 turns it off (see ``Ensemble``)."""
-
     estimator_weight: float = 0.5
     """Weight of the target's own estimator measurements when they re-order the candidates probed on
     it, against the learned prediction (``gnn.evidence``); 0 leaves the learned ranking as it is."""
 
+    pair_features: tuple[str, ...] = PAIR_FEATURES
+    """Names of the pair-feature columns the head reads (``builder.PAIR_FEATURES`` when trained); a
+    saved scorer keeps its own, and ``gnn.layout`` maps today's columns onto them by name."""
+    score_kinds: tuple[str, ...] = SCORE_KINDS
+    """Names of the SCORED_ON kinds its measurement edges were one-hot over (``builder.SCORE_KINDS``)."""
+
     def to_dict(self) -> dict:
         """Plain dict (JSON-ready)."""
-        return asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict) -> GnnConfig:
         """The config from ``to_dict`` output (unknown keys ignored)."""
-        return cls(**{k: v for k, v in values.items() if k in cls.__dataclass_fields__})
+        return cls(
+            **{
+                k: tuple(v) if isinstance(v, list) else v
+                for k, v in values.items()
+                if k in cls.__dataclass_fields__
+            }
+        )
+
+
+def scored_attr_dim(config: GnnConfig) -> int:
+    """Width of a SCORED_ON edge's attributes for this scorer: kind one-hot plus value, has p, -log p."""
+    return len(config.score_kinds) + 3
 
 
 def history_width(config: GnnConfig) -> int:
     """Columns of the history readout: ``HISTORY_FEATURES``, plus the kernel pool with
     ``feature_kernel``."""
     return HISTORY_FEATURES + int(config.feature_kernel)
+
+
+def attributed_dim(config: GnnConfig, edge_type: EdgeType) -> int:
+    """Edge-feature width of an attributed message-passing edge type."""
+    return scored_attr_dim(config) if edge_type in (SCORED, REV_SCORED) else OUTCOME_ATTR_DIM
 
 
 class EdgeSAGEConv(MessagePassing):
@@ -174,7 +190,7 @@ class HeteroLayer(nn.Module):
         else:
             raise ValueError(f"unknown conv {config.conv!r}; use 'sage' or 'hgt'.")
         self.attributed = HeteroConv(
-            {et: EdgeSAGEConv(h, dim) for et, dim in ATTRIBUTED_MP.items()}, aggr="sum"
+            {et: EdgeSAGEConv(h, attributed_dim(config, et)) for et in ATTRIBUTED_MP}, aggr="sum"
         )
         self.norm = nn.ModuleDict({nt: nn.LayerNorm(h) for nt in NODE_TYPES})
         self.dropout = nn.Dropout(config.dropout)
@@ -229,7 +245,7 @@ class TransferGNN(nn.Module):
             self.register_buffer("kernel_mean", torch.zeros(len(VALUE_COLUMNS)))
             self.register_buffer("kernel_sd", torch.ones(len(VALUE_COLUMNS)))
         self.head = nn.Sequential(
-            nn.Linear(3 * h + len(PAIR_FEATURES) + history_width(config), h),
+            nn.Linear(3 * h + len(config.pair_features) + history_width(config), h),
             nn.ReLU(),
             nn.Dropout(config.dropout),
             nn.Linear(h, h // 2),

@@ -43,6 +43,7 @@ from torch_geometric.utils import softmax
 from gnn.builder import (
     NODE_TYPES,
     OUTCOME,
+    PAIR_FEATURES,
     REV_SCORED,
     SCORED,
     SCORER_KIND,
@@ -53,6 +54,7 @@ from gnn.builder import (
     reverse,
 )
 from gnn.evidence import blend, estimator_evidence
+from gnn.layout import adapt, data_in_layout, to_layout
 from gnn.model import (
     OUTCOME_MP,
     REV_OUTCOME_MP,
@@ -261,6 +263,8 @@ class Ensemble:
         src = torch.from_numpy(models)
         dst = torch.full((len(models),), int(target), dtype=torch.long)
         pair_x = torch.from_numpy(context.features(models, dst.numpy()).astype(np.float32))
+        evidence, probed = estimator_evidence(pair_x.numpy().astype(np.float64))
+        pair_x, edge_attr = adapt(pair_x, edge_attr, self.gnn.pair_features, self.gnn.score_kinds)
         vis = _visible(outcomes, visible)
         zs, links, weights = [], [], torch.zeros(0)
         pair_idx = edge_idx = torch.zeros(0, dtype=torch.long)
@@ -275,7 +279,6 @@ class Ensemble:
         z_all = torch.stack(zs).numpy().astype(np.float64)
         seen = context.trained_on_data(models, dst.numpy())
         z_all += self.gnn.seen_prior * seen
-        evidence, probed = estimator_evidence(pair_x.numpy().astype(np.float64))
         learned = z_all.mean(0)
         z_all = blend(z_all, evidence, probed, self.gnn.estimator_weight)
         link_all = torch.stack(links).numpy().astype(np.float64)
@@ -413,6 +416,7 @@ def heldout_loss(
     dst = torch.from_numpy(outcomes.dst[held].astype(np.int64))
     z = torch.from_numpy(outcomes.z[held].astype(np.float32))
     pair_x = torch.from_numpy(context.features(src.numpy(), dst.numpy()).astype(np.float32))
+    pair_x, edge_attr = adapt(pair_x, edge_attr, ensemble.gnn.pair_features, ensemble.gnn.score_kinds)
     _, group = torch.unique(dst, return_inverse=True)
     losses = []
     with one_thread():
@@ -441,6 +445,8 @@ def fit(
     context = context or PairContext(data)
     outcomes = outcome_table(data, exclude_targets, train.z_clip)
     pair_x = torch.from_numpy(context.features(outcomes.src, outcomes.dst).astype(np.float32))
+    pair_x = to_layout(pair_x, PAIR_FEATURES, gnn.pair_features)
+    data = data_in_layout(data, gnn.score_kinds)
     members, losses = [], []
     with one_thread():
         for k in range(train.ensemble):

@@ -230,6 +230,49 @@ RELS: dict[Rel, RelSpec] = {
     )
 }
 
+
+class ScoreRole(StrEnum):
+    """What a SCORED_ON measurement of a kind says."""
+
+    ESTIMATOR = "estimator"
+    """A transferability estimate: higher means the source should fine-tune better on the target."""
+    SHIFT = "shift"
+    """A two-sample shift test: a small p-value means the target moved away from the source's data."""
+    OTHER = "other"
+    """Any other measurement (kept, not interpreted)."""
+
+
+@dataclass(frozen=True)
+class ScoreKind:
+    """A kind of SCORED_ON measurement: its name (the stored ``kind`` starts with it), role, meaning."""
+
+    name: str
+    role: ScoreRole
+    meaning: str
+
+
+SCORE_KINDS: tuple[ScoreKind, ...] = (
+    ScoreKind("logme", ScoreRole.ESTIMATOR, "LogME: evidence of a Bayesian linear model on the features"),
+    ScoreKind("leep", ScoreRole.ESTIMATOR, "LEEP: log expected empirical prediction of the source head"),
+    ScoreKind("nce", ScoreRole.ESTIMATOR, "NCE: negative conditional entropy of target given source labels"),
+    ScoreKind("hscore", ScoreRole.ESTIMATOR, "H-score: between-class over total feature covariance"),
+    ScoreKind("sfda", ScoreRole.ESTIMATOR, "SFDA: self-challenging Fisher discriminant analysis"),
+    ScoreKind("knn_accuracy", ScoreRole.ESTIMATOR, "k-nearest-neighbour accuracy on the features"),
+    ScoreKind("linear_probe_accuracy", ScoreRole.ESTIMATOR, "accuracy of a linear probe on the features"),
+    ScoreKind("mmd", ScoreRole.SHIFT, "maximum mean discrepancy test between source and target features"),
+    ScoreKind("ks", ScoreRole.SHIFT, "Kolmogorov-Smirnov tests per softmax output, Bonferroni-combined"),
+    ScoreKind("domain_classifier", ScoreRole.SHIFT, "a classifier telling source from target features"),
+    ScoreKind("other", ScoreRole.OTHER, "any kind not listed above"),
+)
+"""The SCORED_ON kinds kgraft interprets, by name; the scorer saves the names it was trained with, so
+a kind added here does not invalidate a saved scorer. ``other`` stays last: unknown kinds map to it."""
+
+
+def score_kinds(role: ScoreRole) -> tuple[str, ...]:
+    """The names of the score kinds with ``role``, in ``SCORE_KINDS`` order."""
+    return tuple(k.name for k in SCORE_KINDS if k.role == role)
+
+
 LINEAGE_RELS: tuple[Rel, ...] = (Rel.DERIVED_FROM, Rel.TRAINED_ON, Rel.FINETUNED_FROM)
 """Relationship types along which provenance (and so bias) flows, pointing from child to parent."""
 

@@ -82,3 +82,27 @@ def test_probes_reorder_the_new_targets_shortlist(store: GraphStore) -> None:
         np.testing.assert_allclose(prediction.z[3:], prediction.learned[3:])  # unprobed: untouched
     assert ranks[1.0] == [2, 1, 0]  # the target's own evidence decides among the probed
     assert ranks[0.0] != ranks[1.0]
+
+
+def test_a_saved_scorer_reads_todays_features_by_name(store: GraphStore, tmp_path) -> None:
+    """A scorer trained before a score kind existed (here: one without ``sfda``) loads and scores a
+    graph built with today's vocabulary; its columns are matched by name."""
+    from gnn.builder import PAIR_FEATURES, SCORE_KINDS
+    from gnn.train import load_checkpoint, save_checkpoint
+
+    store.apply(_graph())
+    data, maps = build_hetero(store)
+    context = PairContext(data)
+    older = GnnConfig(
+        pair_features=tuple(f for f in PAIR_FEATURES if "sfda" not in f),
+        score_kinds=tuple(k for k in SCORE_KINDS if k != "sfda"),
+    )
+    ensemble = fit(data, gnn=older, train=TrainConfig(epochs=5, ensemble=1), seed=0).ensemble
+    path = tmp_path / "older.safetensors"
+    save_checkpoint(ensemble, TrainConfig(epochs=5, ensemble=1), path)
+    loaded = load_checkpoint(path)
+    assert loaded.gnn.pair_features == older.pair_features and "sfda" not in loaded.gnn.score_kinds
+    models = np.arange(5)
+    target = maps.index_of("dataset", "new")
+    prediction = loaded.predict(data, context, outcome_table(data), target, models)
+    assert prediction.z.shape == (5,) and np.isfinite(prediction.z).all()
