@@ -150,6 +150,14 @@ def similarities(
     an unknown method."""
     methods = check_methods(methods, GRAPH_METHODS)
     dataset_id, others = resolve_datasets(store, dataset, against)
+    return graph_similarities(store, dataset_id, others, methods)
+
+
+def graph_similarities(
+    store: GraphStore, dataset_id: str, others: Sequence[str], methods: Sequence[str] = GRAPH_METHODS
+) -> list[Similarity]:
+    """``similarities`` for ids already resolved (``resolve_datasets``) and methods already checked:
+    a few queries per method, whatever the number of datasets."""
     out: list[Similarity] = []
     if others:
         if CONCEPT_OVERLAP in methods:

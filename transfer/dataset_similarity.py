@@ -18,13 +18,13 @@ from kg.similarity import (
     GRAPH_METHODS,
     Similarity,
     check_methods,
+    graph_similarities,
     record_similarities,
     resolve_datasets,
-    similarities,
 )
 from kg.store import GraphStore
 from ontology.vocab import Label
-from transfer.probe.dataset_embedding import DEFAULT_SAMPLE, Progress, embedding_similarities
+from transfer.probe.dataset_embedding import DEFAULT_SAMPLE, Progress, compare_embeddings
 from transfer.probe.features import DEFAULT_CACHE
 
 
@@ -88,9 +88,9 @@ def find_similar(
     report = SimilarityReport(dataset_id, methods)
     graph_methods = [m for m in methods if m in GRAPH_METHODS]
     if others and graph_methods:
-        report.similarities += similarities(store, dataset_id, graph_methods, others)
+        report.similarities += graph_similarities(store, dataset_id, others, graph_methods)
     if others and EMBEDDING in methods:
-        result = embedding_similarities(
+        result = compare_embeddings(
             store, dataset_id, others, n=sample, cache_dir=cache_dir, progress=progress
         )
         report.similarities += result.similarities

@@ -199,6 +199,22 @@ def embedding_similarities(
     other dataset), best first. Datasets whose images cannot be rebuilt are skipped with a note;
     if ``dataset`` itself cannot be, the result is empty with that note."""
     dataset_id, others = resolve_datasets(store, dataset, against)
+    return compare_embeddings(
+        store, dataset_id, others, n=n, seed=seed, cache_dir=cache_dir, progress=progress
+    )
+
+
+def compare_embeddings(
+    store: GraphStore,
+    dataset_id: str,
+    others: Sequence[str],
+    *,
+    n: int = DEFAULT_SAMPLE,
+    seed: int = 0,
+    cache_dir: Path | None = DEFAULT_CACHE,
+    progress: Progress | None = None,
+) -> EmbeddingResult:
+    """``embedding_similarities`` for ids already resolved (``kg.similarity.resolve_datasets``)."""
     result = EmbeddingResult()
     embeddings: dict[str, DatasetEmbedding] = {}
     todo = [dataset_id, *others]
