@@ -112,6 +112,10 @@ def check_methods(methods: Iterable[str], known: Sequence[str] = ALL_METHODS) ->
     if not out:
         raise SimilarityError(f"no similarity method given; use one or more of {', '.join(known)}.")
     for m in out:
+        if m in ALL_METHODS and m not in known:
+            raise SimilarityError(
+                f"similarity method {m!r} needs the images; use transfer.dataset_similarity.find_similar."
+            )
         if m not in known:
             raise SimilarityError(f"unknown similarity method {m!r}; use one or more of {', '.join(known)}.")
     return out

@@ -175,7 +175,7 @@ def test_bad_requests_are_refused(store: GraphStore) -> None:
     store.apply(animals())
     with pytest.raises(SimilarityError, match="unknown similarity method 'jaccard'"):
         similarities(store, "dogs", ["jaccard"])
-    with pytest.raises(SimilarityError, match="embedding"):  # an image method, not the graph's
+    with pytest.raises(SimilarityError, match="'embedding' needs the images"):  # not the graph's
         similarities(store, "dogs", ["embedding"])
     with pytest.raises(NotFound, match="no dataset named 'dgos'"):
         similarities(store, "dgos", [CONCEPT_OVERLAP])
