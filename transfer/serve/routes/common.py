@@ -1,11 +1,9 @@
-"""What every route needs: the handle, the config, the job runner, and name resolution."""
+"""What every route needs: the store handle, the config and the job runner."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
-from kg import GraphStore
-from ontology.vocab import Label
 from transfer.serve.jobs import JobRunner
 from transfer.serve.state import GraphHandle, ServeConfig
 
@@ -23,8 +21,3 @@ def config(request: Request) -> ServeConfig:
 def jobs(request: Request) -> JobRunner:
     """The server's job runner."""
     return request.app.state.jobs
-
-
-def resolve(store: GraphStore, name: str, labels: tuple[Label, ...]) -> tuple[Label, str]:
-    """A node by id or name among ``labels`` (``NotFound`` with the closest names otherwise)."""
-    return store.resolve(name, labels)

@@ -66,9 +66,9 @@ def lineage_page(
     bias: bool = False,
 ) -> HTMLResponse:
     """The lineage graph (Graphviz SVG) and every path as a table."""
-    answer = lineage_answer(request, kind, node_id, direction, depth, bias=bias)
+    answer, reaches = lineage_answer(request, kind, node_id, direction, depth, bias=bias)
     start = answer["start"]
-    svg = lineage_svg(start["label"], start["id"], start["name"], answer["_reaches"])
+    svg = lineage_svg(start["label"], start["id"], start["name"], reaches)
     # As an <img>, the SVG is a picture: nothing in it can run, whatever a name holds.
     svg_src = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
     return page(request, "lineage.html", a=answer, kind=kind, svg_src=svg_src, bias=bias)

@@ -57,8 +57,8 @@ def model(request: Request, model_id: str) -> dict[str, Any]:
 
 def lineage_answer(
     request: Request, kind: str, node_id: str, direction: str, depth: int, bias: bool
-) -> dict[str, Any]:
-    """The lineage (or bias) answer for a node, as the API returns it."""
+) -> tuple[dict[str, Any], list[lin.Reach]]:
+    """The lineage (or bias) answer for a node as the API returns it, and the ``Reach`` rows behind it."""
     label = graph.label_of(kind)
     with handle(request).read() as store:
         start = store.node(label, node_id)
@@ -69,13 +69,13 @@ def lineage_answer(
         else:
             reaches = lin.lineage(store, label, node_id, depth, direction)  # type: ignore[arg-type]
     name = start.get("name") or node_id
-    return {
+    answer = {
         "start": {"label": str(label), "id": node_id, "name": name},
         "direction": direction,
         "depth": depth,
         "reaches": [graph.reach_dict(r, name) for r in reaches],
-        "_reaches": reaches,
     }
+    return answer, reaches
 
 
 @router.get("/lineage/{kind}/{node_id:path}")
@@ -87,9 +87,7 @@ def lineage(
     depth: Depth = 10,
 ) -> dict[str, Any]:
     """Ancestors (``up``) or descendants (``down``) of a dataset or model, each with its shortest path."""
-    answer = lineage_answer(request, kind, node_id, direction, depth, bias=False)
-    answer.pop("_reaches")
-    return answer
+    return lineage_answer(request, kind, node_id, direction, depth, bias=False)[0]
 
 
 @router.get("/bias/{kind}/{node_id:path}")
@@ -97,9 +95,7 @@ def biases(
     request: Request, kind: Literal["dataset", "model"], node_id: str, depth: Depth = 10
 ) -> dict[str, Any]:
     """Known biases on a node or anywhere upstream of it, each through its nearest holder."""
-    answer = lineage_answer(request, kind, node_id, "up", depth, bias=True)
-    answer.pop("_reaches")
-    return answer
+    return lineage_answer(request, kind, node_id, "up", depth, bias=True)[0]
 
 
 def recommendations(request: Request, target: str, top: int) -> list[dict[str, Any]]:
