@@ -49,7 +49,10 @@ accuracy: what a scorer saw), ``n_outcome_runs``, ``n_failed_runs`` (runs flagge
 chance, kept in the graph but not a ranking signal, so left out of ``edge_label``),
 ``newest_outcome_time`` (ISO text; "" when no outcome has a time), ``alias_of`` [N_d] int64 (each
 dataset's canonical row in its SAME_AS group: outcomes and measurements of every name of a dataset
-land on that row, so its history follows the dataset and hiding it hides all its names).
+land on that row, so its history follows the dataset and hiding it hides all its names),
+``similar_index`` [2, S] / ``similar_value`` [S, 3] (SIMILAR_TO between canonical dataset rows, one
+column per method of ``kg.similarity.ALL_METHODS``: concept-overlap, profile, embedding; 0 where not
+measured).
 
 The graph leaves out the GNN's own artefacts: Model nodes of kind ``gnn-scorer`` and the Dataset
 nodes (source ``kgraft-gnn``) that stand for the outcome snapshots they were trained on.
@@ -70,6 +73,8 @@ import torch
 from torch_geometric.data import HeteroData
 
 from kg.aliases import alias_groups
+from kg.similarity import ALL_METHODS as SIMILARITY_METHODS
+from kg.similarity import read_similarities
 from kg.store import GraphStore
 from ontology.vocab import SCORE_KINDS as VOCAB_SCORE_KINDS
 from ontology.vocab import Label, Rel, ScoreRole, score_kinds
@@ -445,6 +450,7 @@ def build_hetero(store: GraphStore) -> tuple[HeteroData, IdMaps]:
 
     alias = _alias_rows(store, maps)
     data.alias_of = torch.from_numpy(alias)
+    data.similar_index, data.similar_value = _similar(store, maps, alias)
     frame = _read_edges(store, Rel.SCORED_ON, Label.MODEL, Label.DATASET, ("kind", "value", "p_value"))
     s, d = _index(maps, "model", frame["src"]), _canonical(alias, _index(maps, "dataset", frame["dst"]))
     keep = (s >= 0) & (d >= 0)
@@ -486,6 +492,29 @@ def _alias_rows(store: GraphStore, maps: IdMaps) -> np.ndarray:
         if i is not None and r is not None:
             rows[i] = r
     return rows
+
+
+def _similar(store: GraphStore, maps: IdMaps, alias: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """SIMILAR_TO as [2, S] int64 dataset-row pairs (canonical rows, sorted by a * N + b) and [S, M]
+    float values per ``SIMILARITY_METHODS`` column (0 where a method was not measured; the pair's
+    best value when aliases give it several)."""
+    n = len(maps.ids["dataset"])
+    values: dict[tuple[int, int], np.ndarray] = {}
+    for (a, b), by_method in read_similarities(store).items():
+        i, j = maps.index["dataset"].get(a), maps.index["dataset"].get(b)
+        if i is None or j is None:
+            continue
+        key = (int(alias[i]), int(alias[j]))
+        if key[0] == key[1]:
+            continue
+        row = values.setdefault(key, np.zeros(len(SIMILARITY_METHODS)))
+        for k, method in enumerate(SIMILARITY_METHODS):
+            if method in by_method:
+                row[k] = max(row[k], min(max(by_method[method], 0.0), 1.0))
+    keys = sorted(values, key=lambda ab: ab[0] * n + ab[1])
+    index = torch.tensor(keys, dtype=torch.int64).reshape(-1, 2).t().contiguous()
+    value = torch.tensor(np.array([values[k] for k in keys]), dtype=torch.float32)
+    return index, value.reshape(-1, len(SIMILARITY_METHODS))
 
 
 def _canonical(alias: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -19,14 +19,22 @@ Pair head, for P pairs (m_p, d_p) with pair features f_p [P, F] (``builder.PairC
 
     w_e   = softmax_e(<Q h_{d_p}, K h_{d'}> / sqrt(A)) over the source's visible outcomes e = (m_p, d')
     v_e   = softmax_e(-sum_k exp(s_k) gap_k(d_p, d')^2)  (``feature_kernel``: ``gnn.similarity``)
+    u_e   = softmax_e(sum_k exp(g_k) sim_k(d_p, d')) over the outcomes whose target d' is recorded
+            SIMILAR_TO d_p (``similarity_pool``; k: concept overlap, profile, embedding)
     r_p   = [sum w_e z_e, sum w_e q_e, mean z, mean q, min z, max z, std z, log(1 + n), 1[n > 0],
-             sum v_e z_e]                                                                   [P, 10]
+             sum v_e z_e, sum u_e z_e, 1[any d' SIMILAR_TO d_p]]                             [P, 12]
     a_p   = (1 - sigmoid(c)) * r_p[0] + sigmoid(c) * r_p[9]
     z_hat = MLP([h_{m_p} || h_{d_p} || h_{m_p} * h_{d_p} || f_p || r_p]) + b * a_p                  [P]
 
 (``residual``: the head starts from the pooled history a_p, b a learned scalar initialised to 1, c a
-learned mix initialised to 0, and learns corrections to it. Without ``feature_kernel`` r_p has 9
-columns and a_p = r_p[0].)
+learned mix initialised to 0, and learns corrections to it. Without ``feature_kernel`` r_p lacks its
+10th column and a_p = r_p[0]; without ``similarity_pool`` it lacks the last two.)
+
+The similarity pool is where recorded knowledge about the target itself enters: its class concepts,
+profile and image embedding compared with other datasets' (``kg.similarity``,
+``transfer.probe.dataset_embedding``). A target with no outcomes but SIMILAR_TO datasets with history
+is ranked from the sources' results on those, so two new targets get different rankings when they
+resemble different datasets.
 
 ``r_p`` is a PNA-style multi-aggregation readout of the source's outcome edges: the attention lets a
 target draw on the source's results on similar targets (a learned, target-conditioned version of
@@ -49,6 +57,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.data import HeteroData
 from torch_geometric.nn import HeteroConv, HGTConv, MessagePassing, SAGEConv
 from torch_geometric.utils import scatter, softmax
 
@@ -63,6 +72,7 @@ from gnn.builder import (
     reverse,
 )
 from gnn.similarity import VALUE_COLUMNS, kernel_statistics, squared_gaps
+from kg.similarity import ALL_METHODS as SIMILARITY_METHODS
 
 EdgeType = tuple[str, str, str]
 
@@ -100,6 +110,10 @@ class GnnConfig:
     """Whether the history readout also pools the source's outcomes weighted by how alike their
     targets' own records are to this target's (``gnn.similarity``, a learned per-column scale), and
     the residual starts from a learned mix of that pool and the attended one."""
+    similarity_pool: bool = True
+    """Whether the history readout also pools the source's outcomes on datasets recorded as SIMILAR_TO
+    the target (concept overlap, profile, embedding; a learned weight per method), with an indicator
+    of whether any such outcome exists."""
     seen_prior: float = 2.0
     """Within-target z added at prediction, outside the learned head, when the source was already
     trained on the target's data (``PairContext.trained_on_data``); 0 turns it off (see ``Ensemble``)."""
@@ -136,8 +150,29 @@ def scored_attr_dim(config: GnnConfig) -> int:
 
 def history_width(config: GnnConfig) -> int:
     """Columns of the history readout: ``HISTORY_FEATURES``, plus the kernel pool with
-    ``feature_kernel``."""
-    return HISTORY_FEATURES + int(config.feature_kernel)
+    ``feature_kernel``, plus the similarity pool and its indicator with ``similarity_pool``."""
+    return HISTORY_FEATURES + int(config.feature_kernel) + 2 * int(config.similarity_pool)
+
+
+def similar_of(data: HeteroData) -> tuple[Tensor, Tensor] | None:
+    """The graph's SIMILAR_TO (index, values) as ``builder.build_hetero`` stores them, if any."""
+    index = getattr(data, "similar_index", None)
+    return (index, data.similar_value) if index is not None else None
+
+
+def similarity_lookup(similar: tuple[Tensor, Tensor] | None, left: Tensor, right: Tensor) -> Tensor:
+    """[K, M] SIMILAR_TO values of dataset-row pairs (``left``, ``right``) [K] from ``similar`` =
+    (index [2, S] sorted by a * N + b, values [S, M]); zeros for pairs without one."""
+    if similar is None or similar[0].shape[1] == 0 or len(left) == 0:
+        width = similar[1].shape[1] if similar is not None else len(SIMILARITY_METHODS)
+        return torch.zeros(len(left), width)
+    index, values = similar
+    n = int(max(index.max(), left.max(), right.max())) + 1
+    codes = index[0] * n + index[1]
+    query = left * n + right
+    pos = torch.clamp(torch.searchsorted(codes, query), max=len(codes) - 1)
+    found = codes[pos] == query
+    return torch.where(found[:, None], values[pos], torch.zeros(()))
 
 
 def attributed_dim(config: GnnConfig, edge_type: EdgeType) -> int:
@@ -239,6 +274,8 @@ class TransferGNN(nn.Module):
         self.query = nn.Linear(h, config.attention_dim)
         self.key = nn.Linear(h, config.attention_dim)
         self.prior_weight = nn.Parameter(torch.ones(()))
+        if config.similarity_pool:  # exp(scale) * value per method; starts at 4 per unit of similarity
+            self.similarity_scale = nn.Parameter(torch.full((len(SIMILARITY_METHODS),), math.log(4.0)))
         if config.feature_kernel:
             self.kernel_scale = nn.Parameter(torch.zeros(len(VALUE_COLUMNS)))
             self.base_mix = nn.Parameter(torch.zeros(()))
@@ -302,11 +339,12 @@ class TransferGNN(nn.Module):
         dst: Tensor,
         visible: tuple[Tensor, ...],
         x_dataset: Tensor,
+        similar: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
         """[P, ``history_width``] history readout (see the module docstring) and (pair, edge,
         weight) [K] of the pooling the residual starts from (a_p), for explanations. ``visible`` =
         (model rows, dataset rows, z, q), each [E]; ``x_dataset`` [N_d, 17] the raw dataset
-        features (for ``feature_kernel``)."""
+        features (for ``feature_kernel``); ``similar`` the graph's SIMILAR_TO (``similar_of``)."""
         vis_src, vis_dst, vis_z, vis_q = visible
         n_pairs, n_models = len(src), len(h["model"])
         if len(vis_src) == 0 or not self.config.history:
@@ -348,6 +386,14 @@ class TransferGNN(nn.Module):
             readout.append(pool(near * z, "sum"))
             mix = torch.sigmoid(self.base_mix)
             weight = (1 - mix) * weight + mix * near  # what the residual's a_p pooled
+        if self.config.similarity_pool:  # after the kernel column: the residual reads that by index
+            sim = similarity_lookup(similar, dst[pair], vis_dst[edge])
+            has = (sim > 0).any(-1)
+            logits = torch.where(has, (sim * torch.exp(self.similarity_scale)).sum(-1), torch.full((), -1e4))
+            w_sim = softmax(logits, pair, num_nodes=n_pairs) * has
+            total = pool(w_sim, "sum")
+            readout.append(pool(w_sim * z, "sum") / torch.clamp(total, min=1e-12))
+            readout.append(pool(has.float(), "max"))
         return torch.stack(readout, dim=1), (pair, edge, weight)
 
     def pair_scores(
@@ -358,11 +404,12 @@ class TransferGNN(nn.Module):
         pair_x: Tensor,
         visible: tuple[Tensor, ...],
         x_dataset: Tensor,
+        similar: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
         """Predicted within-target z [P] for model rows ``src`` and dataset rows ``dst``, and the
         history attention (see ``history``)."""
         hm, hd = h["model"][src], h["dataset"][dst]
-        hist, attention = self.history(h, src, dst, visible, x_dataset)
+        hist, attention = self.history(h, src, dst, visible, x_dataset, similar)
         z = self.head(torch.cat([hm, hd, hm * hd, pair_x, hist], dim=-1)).squeeze(-1)
         if self.config.residual:  # start from the pooled history; learn corrections
             base = hist[:, 0]

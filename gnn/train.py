@@ -62,6 +62,7 @@ from gnn.model import (
     EdgeType,
     GnnConfig,
     TransferGNN,
+    similar_of,
 )
 from kg.batch import GraphBatch
 from kg.errors import KgError
@@ -272,7 +273,9 @@ class Ensemble:
             for member in self.members:
                 member.eval()
                 h = member.embed(data.x_dict, edge_index, edge_attr)
-                z, (pair_idx, edge_idx, w) = member.pair_scores(h, src, dst, pair_x, vis, data["dataset"].x)
+                z, (pair_idx, edge_idx, w) = member.pair_scores(
+                    h, src, dst, pair_x, vis, data["dataset"].x, similar_of(data)
+                )
                 zs.append(z)
                 links.append(torch.sigmoid(member.link_logits(h, TRAINED_ON_RELATION, src, dst)))
                 weights = w if len(weights) == 0 else weights + w
@@ -368,7 +371,7 @@ def _train_member(
             sel = torch.from_numpy(held_mask)
             src, dst, z = src_all[sel], dst_all[sel], z_all[sel]
             z_hat, _ = model.pair_scores(
-                h, src, dst, pair_x[sel], _visible(outcomes, ~held_mask), data["dataset"].x
+                h, src, dst, pair_x[sel], _visible(outcomes, ~held_mask), data["dataset"].x, similar_of(data)
             )
             _, group = torch.unique(dst, return_inverse=True)
             n_groups = int(group.max()) + 1
@@ -423,7 +426,9 @@ def heldout_loss(
         for member in ensemble.members:
             member.eval()
             h = member.embed(data.x_dict, edge_index, edge_attr)
-            z_hat, _ = member.pair_scores(h, src, dst, pair_x, _visible(outcomes, ~held), data["dataset"].x)
+            z_hat, _ = member.pair_scores(
+                h, src, dst, pair_x, _visible(outcomes, ~held), data["dataset"].x, similar_of(data)
+            )
             rank = _listnet(z_hat, z, group, int(group.max()) + 1, train.temperature)
             losses.append(float(torch.mean((z_hat - z) ** 2) + train.rank_weight * rank))
     return float(np.mean(losses))
@@ -506,7 +511,8 @@ def load_checkpoint(path: str | Path, checksum: str | None = None) -> Ensemble:
         raise ScorerError(f"{path} is not a kgraft GNN checkpoint: {str(exc).splitlines()[0]}.") from None
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise ScorerError(f"{path} is not a kgraft GNN checkpoint (format {metadata.get('format')!r}).")
-    gnn = GnnConfig.from_dict({"feature_kernel": False, **metadata["gnn"]})  # scorers before it
+    # scorers saved before the kernel / similarity pools existed lack the keys: they had neither
+    gnn = GnnConfig.from_dict({"feature_kernel": False, "similarity_pool": False, **metadata["gnn"]})
     members = []
     for k in range(int(metadata["members"])):
         member = TransferGNN(gnn)
