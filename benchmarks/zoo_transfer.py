@@ -51,6 +51,7 @@ from gnn.train import TrainConfig
 from kg import GraphStore, open_store
 from ontology.vocab import Label
 from transfer.data.derive import derive
+from transfer.dataset_similarity import find_similar
 from transfer.demo import ROOTS, VARIANTS, ZOO_SOURCES, build_zoo, register_demo_data
 from transfer.finetune.checkpoint import checkpoint_file
 from transfer.finetune.engine import finetune
@@ -220,7 +221,24 @@ def loto_table(result: LotoResult, names: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def record_target_similarities(store: GraphStore, target_ids: list[str]) -> None:
+    """SIMILAR_TO among the targets by every method (concept overlap, profile, embedding on their
+    images), recorded once: what a new target brings about itself, no outcomes involved."""
+    known = store.query("MATCH (:Dataset)-[r:SIMILAR_TO]->(:Dataset) RETURN count(r) AS n")[0]["n"]
+    if known:
+        print(f"  {known} SIMILAR_TO edges already recorded", file=sys.stderr)
+        return
+    for target in target_ids:
+        tick = time.perf_counter()
+        report = find_similar(store, target, against=[t for t in target_ids if t != target])
+        print(
+            f"  similarities of {target}: {len(report.similarities)} ({time.perf_counter() - tick:.1f} s)",
+            file=sys.stderr,
+        )
+
+
 def evaluate(store: GraphStore, targets: dict, args: argparse.Namespace) -> None:
+    record_target_similarities(store, list(targets))
     data, maps = build_hetero(store)
     tuned = {
         row["id"]
@@ -251,6 +269,19 @@ def evaluate(store: GraphStore, targets: dict, args: argparse.Namespace) -> None
         seed=args.gnn_seed,
         progress=lambda line: print(f"  [loto] {line}", file=sys.stderr),
     )
+    without = loto(
+        data,
+        names=maps.ids["dataset"],
+        targets=rows,
+        gnn=GnnConfig(similarity_pool=False),
+        train=train,
+        seed=args.gnn_seed,
+        baselines=False,
+        progress=lambda line: print(f"  [loto, no SIMILAR_TO] {line}", file=sys.stderr),
+    )
+    for row, other in zip(result.targets, without.targets, strict=True):
+        row.scores["gnn-no-similar"] = other.scores["gnn"]
+    result.methods = (result.methods[0], "gnn-no-similar", *result.methods[1:])
     print(
         f"## Leave-one-target-out on the local zoo (ensemble {train.ensemble}, {train.epochs} epochs, "
         f"seed {args.gnn_seed}; {time.perf_counter() - started:.0f} s)\n"
@@ -283,7 +314,14 @@ def evaluate(store: GraphStore, targets: dict, args: argparse.Namespace) -> None
     for weight in (0.0, 0.25, 0.5, 0.75, 1.0):
         r, tau = result.mean_with_estimator_weight(weight)
         print(f"| {weight:g} | {fmt(r)} | {fmt(tau)} |")
-    agreement = ", ".join(f"{m} {fmt(result.ranking_agreement(m, min_shared=5))}" for m in ("actual", "gnn"))
+    agreement = ", ".join(
+        f"{name} {fmt(run.ranking_agreement(m, min_shared=5))}"
+        for name, run, m in (
+            ("actual", result, "actual"),
+            ("gnn", result, "gnn"),
+            ("gnn-no-similar", without, "gnn"),
+        )
+    )
     print(f"\nRanking agreement between held-out targets (mean Spearman): {agreement}.")
 
 
