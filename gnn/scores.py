@@ -409,7 +409,7 @@ def recommend(
                 shift_risk=shift.value,
                 bias_risk=bias.value,
                 facts={
-                    "compatibility": scores[i].facts + warnings_of.get(ids[i], ()),
+                    "compatibility": warnings_of.get(ids[i], ()) + scores[i].facts,  # a warning first
                     "shift_risk": shift.facts,
                     "bias_risk": bias.facts,
                 },
