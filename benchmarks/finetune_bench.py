@@ -35,7 +35,7 @@ from machine import cpu_name  # benchmarks/machine.py: run these scripts as file
 from transfer.data import ImageDataset, derive, load_dataset
 from transfer.finetune import finetune, settings_for
 from transfer.finetune.data import Preprocess
-from transfer.finetune.engine import amp_dtype
+from transfer.finetune.runtime import amp_dtype
 from transfer.zoo import (
     ModelRecord,
     build_model,

@@ -8,7 +8,8 @@ transfer.finetune.engine``) is the same run from the command line.
 
 Modules: ``settings`` (``FinetuneSettings``, presets), ``data`` (channels, resizing, normalisation,
 loaders, class weights), ``schedule`` (epoch plan, discriminative rates, one-cycle, L2-SP), ``engine``
-(the loop, DDP, AMP), ``checkpoint`` (atomic resumable state), ``record`` (the graph writes).
+(the loop), ``runtime`` (device, DDP process group, AMP precision, out-of-memory retry), ``torchrun``
+(the command-line entry point), ``checkpoint`` (atomic resumable state), ``record`` (the graph writes).
 """
 
 from __future__ import annotations
@@ -20,24 +21,24 @@ from transfer.finetune.settings import PRESETS, FinetuneError, FinetuneSettings,
 
 # The engine loads on first use, so that ``python -m transfer.finetune.engine`` runs it as __main__
 # without a second copy already imported by this package.
-_ENGINE_NAMES = (
-    "EpochReport",
-    "FinetuneResult",
-    "FrozenPrefix",
-    "Progress",
-    "amp_dtype",
-    "baseline_settings",
-    "evaluate",
-    "finetune",
-    "main",
-    "oom_retry",
-    "prepare_model",
-)
+_LAZY = {
+    "EpochReport": "engine",
+    "FinetuneResult": "engine",
+    "FrozenPrefix": "engine",
+    "Progress": "engine",
+    "baseline_settings": "engine",
+    "evaluate": "engine",
+    "finetune": "engine",
+    "prepare_model": "engine",
+    "amp_dtype": "runtime",
+    "oom_retry": "runtime",
+    "main": "torchrun",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _ENGINE_NAMES:
-        return getattr(importlib.import_module("transfer.finetune.engine"), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"transfer.finetune.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'transfer.finetune' has no attribute {name!r}")
 
 

@@ -1,4 +1,8 @@
-"""The fine-tuning engine: ``finetune(source, target, settings)`` and its ``torchrun`` entry point.
+"""The fine-tuning engine: ``finetune(source, target, settings)``, the loop and what it measures.
+
+The device, DDP process group, precision and out-of-memory retry are ``runtime.py``; the command-line
+entry point (``python -m transfer.finetune.engine`` / ``torchrun``) is ``torchrun.py``; the graph writes
+are ``record.py``.
 
 The loop reads top to bottom (nanoGPT style, no callbacks): for each epoch of the plan, (re)build the
 stage when it starts (freeze groups, discriminative rates, one-cycle), optionally compute the frozen
@@ -16,28 +20,20 @@ Speed: CUDA when available (AMP bf16 where supported, else fp16 with a GradScale
 pinned-memory loaders, optional ``torch.compile``. Under ``torchrun`` (``WORLD_SIZE`` > 1) the same code
 joins the process group (NCCL on CUDA, gloo on CPU), wraps the model in DDP, shards batches with a
 ``DistributedSampler``, and only rank 0 writes checkpoints and records the run.
-
-    torchrun --nproc_per_node=2 -m transfer.finetune.engine --source ccexam.mnist --target digits \\
-        --out-dir runs/mnist-digits --preset fastai --set epochs=3 --store embedded:.kgraft/graph.lbug
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
-import json
 import logging
-import os
-import random
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -71,6 +67,17 @@ from transfer.finetune.record import (
     ensure_source_model,
     model_id_for,
     new_run_id,
+)
+from transfer.finetune.runtime import (
+    Runtime,
+    all_sum,
+    autocast,
+    barrier,
+    broadcast,
+    determinism,
+    oom_retry,
+    seed_everything,
+    start_runtime,
 )
 from transfer.finetune.schedule import (
     L2SP,
@@ -193,116 +200,6 @@ class FinetuneResult:
 # ---------------------------------------------------------------- devices and processes
 
 
-@dataclass
-class Runtime:
-    """Where this process runs: device, DDP rank and world size, and the numeric precision."""
-
-    device: torch.device
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    owns_process_group: bool = False
-    amp_dtype: torch.dtype | None = None
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    def describe(self) -> str:
-        where = str(self.device)
-        if self.device.type == "cuda":
-            where += f" ({torch.cuda.get_device_name(self.device)})"
-        precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
-        ddp = f", DDP x{self.world_size}" if self.distributed else ""
-        return f"{where}, {precision}{ddp}"
-
-
-def start_runtime(precision: str) -> Runtime:
-    """Pick the device and join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    owns = False
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        owns = True
-    if world_size > 1:
-        rank, world_size = dist.get_rank(), dist.get_world_size()
-    return Runtime(device, rank, world_size, local_rank, owns, amp_dtype(precision, device))
-
-
-def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (None = plain fp32).
-
-    ``auto``: bf16 on GPUs that support it, else fp16 (with a GradScaler); fp32 on the CPU, where
-    bf16 autocast is used only when asked for.
-    """
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise FinetuneError("this GPU does not support bf16; use precision 'fp16' or 'auto'.")
-    return torch.bfloat16 if precision == "bf16" else torch.float16
-
-
-@contextlib.contextmanager
-def determinism(enabled: bool, device: torch.device) -> Iterator[None]:
-    """Deterministic kernels when ``enabled`` (reproducible, slower on GPUs), else cuDNN autotuning;
-    the previous global flags come back afterwards."""
-    previous = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.benchmark,
-        torch.backends.cudnn.deterministic,
-    )
-    if enabled:
-        if device.type == "cuda":
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    try:
-        yield
-    finally:
-        if enabled:  # the call imports torch._inductor (seconds), so only when something changed
-            torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = previous[2], previous[3]
-
-
-def autocast(rt: Runtime) -> contextlib.AbstractContextManager:
-    """Autocast to the run's AMP dtype, or nothing in fp32."""
-    if rt.amp_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(rt.device.type, dtype=rt.amp_dtype)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and every GPU)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _all_sum(values: Sequence[float], rt: Runtime) -> list[float]:
-    """Sum ``values`` over the DDP processes (identity in one process)."""
-    if not rt.distributed:
-        return list(values)
-    t = torch.tensor(values, dtype=torch.float64, device=rt.device)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
 # ---------------------------------------------------------------- the model
 
 
@@ -403,43 +300,6 @@ def head_group_module(model: nn.Module, groups: Sequence[Sequence[str]]) -> nn.M
 # ---------------------------------------------------------------- steps
 
 
-def is_oom(err: BaseException) -> bool:
-    """Whether ``err`` is the device running out of memory."""
-    return isinstance(err, torch.cuda.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
-    )
-
-
-def oom_retry(
-    step: Callable[[int], T], micro_batch: int, allow: bool, on_halve: Callable[[int], None] | None = None
-) -> tuple[T, int]:
-    """Run ``step(micro_batch)``; on out-of-memory halve the micro-batch and run it again.
-
-    The optimiser step stays one per loader batch (its micro-batches accumulate gradients), so halving
-    changes neither the schedule nor the effective batch. Returns (result, micro-batch that fitted).
-    Raises ``FinetuneError`` when retrying is not allowed or a single image does not fit.
-    """
-    while True:
-        try:
-            return step(micro_batch), micro_batch
-        except (torch.cuda.OutOfMemoryError, RuntimeError) as err:
-            if not is_oom(err):
-                raise
-            if not allow:
-                raise FinetuneError(
-                    f"the device ran out of memory at {micro_batch} images per step; lower batch_size or "
-                    "set allow_oom_retry."
-                ) from err
-            if micro_batch == 1:
-                raise FinetuneError("the device runs out of memory even with one image per step.") from err
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            micro_batch = max(1, micro_batch // 2)
-            log.warning("out of memory: retrying with micro-batches of %d images", micro_batch)
-            if on_halve is not None:
-                on_halve(micro_batch)
-
-
 @dataclass
 class _Stage:
     """Everything that lives for one stage of one run."""
@@ -527,7 +387,7 @@ def evaluate(
             logits = model(prep(x, size))
         correct += int((logits.argmax(1).cpu() == labels[part]).sum())
         count += part.stop - part.start
-    correct, count = _all_sum([correct, count], rt)
+    correct, count = all_sum([correct, count], rt)
     return correct / max(count, 1)
 
 
@@ -691,7 +551,7 @@ def _fit(
                 if (step + 1) % NAN_CHECK_EVERY == 0:
                     _check_finite(loss_sum, plan, step)
             _check_finite(loss_sum, plan, steps_per_epoch - 1)
-            loss_total, correct_total, seen_total = _all_sum([float(loss_sum), float(correct), seen], rt)
+            loss_total, correct_total, seen_total = all_sum([float(loss_sum), float(correct), seen], rt)
             train_seconds = time.perf_counter() - clock
 
             accuracy = evaluate(
@@ -809,7 +669,7 @@ def finetune(
                 f"{out} already holds the checkpoint of another run; pass resume=True to continue it or "
                 "choose another out_dir."
             )
-        _barrier(rt)
+        barrier(rt)
         with determinism(s.deterministic, rt.device):
             # 2. The model, the data on the device's terms, the loss.
             if saved is None:
@@ -832,7 +692,7 @@ def finetune(
             run_id = (
                 saved["run_id"] if saved else (new_run_id(source.id, target_key, store) if rt.is_main else "")
             )
-            run_id = _broadcast(run_id, rt)
+            run_id = broadcast(run_id, rt)
             recorder = RunRecorder(store, run_id)
             history = [EpochReport.from_dict(e) for e in saved["metrics"]] if saved else []
             timings: dict[str, float] = dict(saved["timings"]) if saved else {}
@@ -894,7 +754,7 @@ def finetune(
                     recorder.epoch(_metrics(history, timings))
                     if progress is not None:
                         progress(report)
-                _barrier(rt)
+                barrier(rt)
 
             try:
                 # 4. Train.
@@ -988,7 +848,7 @@ def finetune(
                         outcome=outcome,
                         regime=Regime.from_settings(s, train_size=len(splits.train.labels)),
                     )
-                _barrier(rt)
+                barrier(rt)
                 return FinetuneResult(
                     run_id=run_id,
                     accuracy=accuracy,
@@ -1054,19 +914,6 @@ def _make_fit(
         eval_split=splits.eval_name,
         notes=notes,
     )
-
-
-def _barrier(rt: Runtime) -> None:
-    if rt.distributed:
-        dist.barrier()
-
-
-def _broadcast(value: T, rt: Runtime) -> T:
-    if not rt.distributed:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def _metrics(history: Sequence[EpochReport], timings: dict[str, float]) -> dict[str, Any]:
@@ -1193,118 +1040,7 @@ def train_baseline(
 # ---------------------------------------------------------------- torchrun entry point
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _load_source(spec: str) -> ModelRecord:
-    """A record from a JSON file (``ModelRecord.to_properties`` plus optional ``pretrained_on``) or a
-    ccexam model id (``ccexam.mnist``)."""
-    path = Path(spec)
-    if path.is_file():
-        props = json.loads(path.read_text())
-        return ModelRecord.from_properties(props, pretrained_on=props.get("pretrained_on"))
-    if spec.startswith("ccexam."):
-        from transfer.zoo import ccexam_records
-
-        for record in ccexam_records():
-            if record.id == spec:
-                return record
-    raise FinetuneError(f"--source {spec!r} is neither a model record JSON file nor a ccexam model id.")
-
-
-def _load_data(spec: str) -> ImageDataset:
-    """A dataset file written by ``save_dataset_file`` (``*.pt``) or anything ``load_dataset`` reads."""
-    from transfer.data import load_dataset
-    from transfer.finetune.data import load_dataset_file
-
-    if spec.endswith(".pt") and Path(spec).is_file():
-        return load_dataset_file(spec)
-    return load_dataset(spec)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m transfer.finetune.engine`` / ``torchrun ... -m transfer.finetune.engine``: one run.
-
-    Prints the result summary as JSON on rank 0. Only rank 0 opens ``--store``.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m transfer.finetune.engine", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--source", required=True, help="model record JSON file or ccexam model id")
-    parser.add_argument(
-        "--target", required=True, help="dataset spec (load_dataset) or kgraft dataset .pt file"
-    )
-    parser.add_argument("--out-dir", required=True)
-    parser.add_argument("--preset", default="fastai")
-    parser.add_argument("--settings", help="JSON object (or file) of settings overrides")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="one settings override"
-    )
-    parser.add_argument("--store", help="graph store URI (rank 0 records the run)")
-    parser.add_argument("--target-id")
-    parser.add_argument("--source-dataset", help="source task data (with a test split) to measure forgetting")
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--measure-baseline", action="store_true")
-    parser.add_argument("--target-close-to-source", action="store_true")
-    parser.add_argument("--result-json", help="also write the summary here (rank 0)")
-    args = parser.parse_args(argv)
-    rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(  # one voice: the other ranks only warn
-        level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-
-    from transfer.finetune.settings import settings_for
-
-    overrides: dict[str, Any] = {}
-    if args.settings:
-        text = Path(args.settings).read_text() if Path(args.settings).is_file() else args.settings
-        overrides.update(json.loads(text))
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set takes KEY=VALUE, got {item!r}")
-        overrides[key] = _parse_value(value)
-    try:
-        settings = settings_for(args.preset, **overrides)
-        source = _load_source(args.source)
-        target = _load_data(args.target)
-        source_data = _load_data(args.source_dataset) if args.source_dataset else None
-        is_main = rank == 0
-        store = None
-        if args.store and is_main:
-            from kg import open_store
-
-            store = open_store(args.store)
-        try:
-            result = finetune(
-                source,
-                target,
-                settings,
-                out_dir=args.out_dir,
-                store=store,
-                target_id=args.target_id,
-                source_dataset=source_data,
-                resume=args.resume,
-                measure_baseline=args.measure_baseline,
-                target_close_to_source=args.target_close_to_source,
-            )
-        finally:
-            if store is not None:
-                store.close()
-    except (FinetuneError, ZooError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if is_main:
-        text = json.dumps(result.summary(), indent=1, default=str)
-        print(text)
-        if args.result_json:
-            Path(args.result_json).write_text(text)
-    return 0
-
+from transfer.finetune.torchrun import main  # noqa: E402  (the entry point, kept importable here)
 
 if __name__ == "__main__":
     sys.exit(main())
