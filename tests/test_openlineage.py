@@ -4,7 +4,9 @@ producers (written by the same client's FileTransport) into the graph, the round
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jsonschema
@@ -156,6 +158,10 @@ def test_round_trip_gives_the_same_lineage_answers(store: GraphStore, tmp_path) 
     out = kgraft("openlineage", "export", "--to", f"file:{path}", store=store_uri)
     assert out.returncode == 0, out.stderr
     assert "emitted 10 OpenLineage events for 5 runs" in out.stderr
+    console = kgraft("openlineage", "export", "--to", "console", "--since", "2025-01-01", store=store_uri)
+    assert console.returncode == 0, console.stderr
+    shown = [json.loads(line) for line in console.stdout.splitlines()]  # the pretraining (2024) left out
+    assert len(shown) == 8 and {e["job"]["namespace"] for e in shown} == {"kgraft"}
     fresh = f"embedded:{tmp_path / 'fresh.lbug'}"
     imported = kgraft("openlineage", "import", str(path), store=fresh)
     assert imported.returncode == 0, imported.stderr
@@ -165,6 +171,33 @@ def test_round_trip_gives_the_same_lineage_answers(store: GraphStore, tmp_path) 
         after = lineage_answers(copy, ids)
     assert after == before
     assert before["outcomes"] and before["tuned up"] and before["root down"]
+
+
+def test_http_transport_posts_the_events(store: GraphStore) -> None:
+    received: list[dict] = []
+
+    class Lineage(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(
+                {"path": self.path, **json.loads(self.rfile.read(int(self.headers["Content-Length"])))}
+            )
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    build_graph(store)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Lineage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        events = activity_events(store)
+        assert emit(events, transport_for(f"http:http://127.0.0.1:{server.server_port}")) == len(events)
+    finally:
+        server.shutdown()
+    assert len(received) == len(events) == 10
+    assert {r["path"] for r in received} == {"/api/v1/lineage"}
+    assert {r["eventType"] for r in received} == {"START", "COMPLETE", "FAIL"}
 
 
 def client_file(path: Path) -> OpenLineageClient:
