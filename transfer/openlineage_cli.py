@@ -13,6 +13,17 @@ openlineage_app = typer.Typer(
 )
 
 
+def _needs_client() -> None:
+    """One sentence, not a traceback, when the optional OpenLineage client is missing."""
+    try:
+        import openlineage.client  # noqa: F401
+    except ImportError:
+        from transfer.render import err_console
+
+        err_console.print("error: kgraft openlineage needs the client: pip install 'kgraft[openlineage]'.")
+        raise typer.Exit(1) from None
+
+
 @openlineage_app.command("export")
 def export_events(
     ctx: typer.Context,
@@ -27,6 +38,7 @@ def export_events(
     ] = None,
 ) -> None:
     """Emit every recorded Activity as START and COMPLETE/FAIL RunEvents with kgraft facets."""
+    _needs_client()
     from kg.openlineage import activity_events, emit, transport_for
     from transfer.cli import store_from, user_errors
     from transfer.render import err_console
@@ -48,6 +60,7 @@ def import_events(
 ) -> None:
     """Record RunEvents as Activities with their inputs (USED), outputs (GENERATED_BY, DERIVED_FROM) and
     kgraft outcomes; the run id is the key, so importing a file twice changes nothing."""
+    _needs_client()
     from kg.openlineage import import_batch, read_events
     from transfer.cli import store_from
     from transfer.render import console
