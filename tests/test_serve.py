@@ -426,3 +426,21 @@ def test_cypher_guard_names_what_it_refuses() -> None:
         check_read_only_cypher("MATCH (n) RETURN n; MATCH (m) RETURN m")
     with pytest.raises(CypherRefused, match="empty"):
         check_read_only_cypher("  // nothing ")
+
+
+def test_croissant_import_through_the_api(server) -> None:
+    """The same import as ``kgraft import croissant``: the dataset, its RAI biases, all or nothing."""
+    base, auth = server["base"], {"Authorization": f"Bearer {TOKEN}"}
+    document = (ROOT / "tests" / "fixtures" / "croissant" / "leafscan-1.0.json").read_bytes()
+    before = totals(base)
+    broken = post(f"{base}/api/import/croissant", content=document[: len(document) // 2], headers=auth)
+    assert broken.status_code == 400 and broken.json()["error"].endswith("."), broken.text
+    assert totals(base) == before
+    url = f"{base}/api/import/croissant?filename=leafscan-1.0.json"
+    r = post(url, content=document, headers={**auth, "Content-Type": "application/ld+json"})
+    assert r.status_code == 201 and r.json()["nodes_created"] > 0, r.text
+    record = get(f"{base}/api/datasets/leafscan-mini").json()
+    assert record["record"]["source"] == "croissant:leafscan-1.0.json"
+    assert {b["source"] for b in record["biases"]} == {"croissant"}
+    again = post(url, content=document, headers=auth)
+    assert again.status_code == 201 and again.json()["nodes_created"] == 0  # idempotent

@@ -5,11 +5,12 @@ croissant|rdf``). Each write is a validated ``GraphBatch`` applied in one transa
 write leaves nothing behind.
 
 Importers are looked up by name in ``IMPORTERS``; another format (OpenLineage RunEvents, say) plugs in
-by adding ``name -> function(store, body, content_type) -> ApplyStats`` there.
+by adding ``name -> function(store, body, content_type, file_name) -> ApplyStats`` there.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -94,33 +95,39 @@ def record_outcome(
     return {"activity": run.run_id, "model": run.model_id}
 
 
-def _with_file(body: bytes, suffix: str, read: Callable[[Path], GraphBatch]) -> GraphBatch:
+def _file_name(name: str | None, suffix: str) -> str:
+    """A safe file name for the uploaded document (the importers record it as the source)."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name or "").name).lstrip(".")[:100]
+    return base or f"upload{suffix}"
+
+
+def _with_file(body: bytes, name: str, read: Callable[[Path], GraphBatch]) -> GraphBatch:
     if len(body) > MAX_IMPORT_BYTES:
         raise InvalidRecord(f"the document is larger than {MAX_IMPORT_BYTES // 2**20} MiB.")
     if not body.strip():
         raise InvalidRecord("the request body is empty; send the document as the body.")
     with tempfile.TemporaryDirectory(prefix="kgraft-import-") as folder:
-        path = Path(folder) / f"upload{suffix}"
+        path = Path(folder) / name
         path.write_bytes(body)
         return read(path)
 
 
-def import_croissant(store: GraphStore, body: bytes, content_type: str) -> ApplyStats:
-    """``kgraft import croissant``: the body is a Croissant JSON-LD document."""
+def import_croissant(store: GraphStore, body: bytes, content_type: str, name: str | None) -> ApplyStats:
+    """``kgraft import croissant``: the body is a Croissant JSON-LD document (``name``: its file name)."""
     from kg.croissant import import_croissant as read
 
-    return store.apply(_with_file(body, ".json", lambda p: read(p, store=store)))
+    return store.apply(_with_file(body, _file_name(name, ".json"), lambda p: read(p, store=store)))
 
 
-def import_rdf(store: GraphStore, body: bytes, content_type: str) -> ApplyStats:
+def import_rdf(store: GraphStore, body: bytes, content_type: str, name: str | None) -> ApplyStats:
     """``kgraft import rdf``: Turtle (``text/turtle``) or JSON-LD (``application/ld+json``)."""
     from kg.rdf import read_rdf
 
     suffix = ".jsonld" if "json" in content_type else ".ttl"
-    return store.apply(_with_file(body, suffix, read_rdf))
+    return store.apply(_with_file(body, Path(_file_name(name, suffix)).stem + suffix, read_rdf))
 
 
-IMPORTERS: dict[str, Callable[[GraphStore, bytes, str], ApplyStats]] = {
+IMPORTERS: dict[str, Callable[[GraphStore, bytes, str, str | None], ApplyStats]] = {
     "croissant": import_croissant,
     "rdf": import_rdf,
 }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 
 from kg.errors import NotFound
@@ -71,9 +71,14 @@ def record_outcome(request: Request, body: Annotated[Outcome, Body()]) -> dict[s
 
 
 @router.post("/import/{kind}", status_code=201)
-async def import_document(request: Request, kind: str) -> dict[str, Any]:
+async def import_document(
+    request: Request,
+    kind: str,
+    filename: Annotated[str | None, Query(max_length=200, description="The document's file name.")] = None,
+) -> dict[str, Any]:
     """Import a document sent as the request body: ``croissant`` (JSON-LD) or ``rdf`` (Turtle, or JSON-LD
-    with ``Content-Type: application/ld+json``); all or nothing."""
+    with ``Content-Type: application/ld+json``); all or nothing. ``filename`` is recorded as the
+    source, as ``kgraft import`` records the file's name."""
     importer = writes.IMPORTERS.get(kind)
     if importer is None:
         raise NotFound(f"no importer {kind!r}; this server imports: {', '.join(sorted(writes.IMPORTERS))}.")
@@ -82,7 +87,7 @@ async def import_document(request: Request, kind: str) -> dict[str, Any]:
 
     def run() -> Any:
         with handle(request).write() as store:
-            return importer(store, body, content_type)
+            return importer(store, body, content_type, filename)
 
     from starlette.concurrency import run_in_threadpool
 
