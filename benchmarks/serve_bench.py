@@ -7,7 +7,8 @@ clients for ``--duration`` seconds. Each client loops, picking at random: the li
 model (up or down, depth 10) or a recommendation for a dataset (top 10). ``--writers`` more clients
 record fine-tuning outcomes (``POST /api/outcomes``) throughout. It prints p50 / p99 latency and the
 error count per kind of request, the request rate, and checks that every acknowledged write is in
-the graph afterwards (TRANSFERRED_TO count before and after).
+the graph afterwards (TRANSFERRED_TO count before and after). The same-run baseline is the median
+time of the same lineage and recommend calls made in-process, one at a time, before the server starts.
 
 The clients run in this process (asyncio + httpx) on the same machine as the server, so the client
 side takes some of the CPU the server would otherwise get; the figures are for that setup.
@@ -79,13 +80,29 @@ def synthetic(n_datasets: int, n_models: int, seed: int = 0) -> GraphBatch:
     return b
 
 
-def build(uri: str, args: argparse.Namespace, work: Path) -> None:
+def build(uri: str, args: argparse.Namespace, work: Path) -> dict[str, float]:
+    """Write the graph and train the scorer; then the baseline: the median time of the same reads as
+    plain library calls in this process, one at a time (recommend with one shared scoring context, as
+    the server keeps it)."""
+    from gnn.scores import recommend, scoring_context
     from gnn.train import TrainConfig, train_scorer
+    from kg.lineage import lineage
 
+    rng = random.Random(1)
     with open_store(uri) as store:
         store.clear()
         store.apply(synthetic(args.datasets, args.models))
         train_scorer(store, work / "scorers", train=TrainConfig(epochs=30, ensemble=2))
+        context = scoring_context(store)
+        times: dict[str, list[float]] = {"lineage": [], "recommend": []}
+        for _ in range(30):
+            t = time.perf_counter()
+            lineage(store, D, f"d{rng.randrange(args.datasets)}", 10, rng.choice(["up", "down"]))
+            times["lineage"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            recommend(store, f"d{rng.randrange(args.datasets)}", 10, context=context)
+            times["recommend"].append(time.perf_counter() - t)
+    return {kind: statistics.median(values) for kind, values in times.items()}
 
 
 def free_port() -> int:
@@ -208,7 +225,7 @@ def main() -> None:
     else:
         uri = f"embedded:{work / 'g.lbug'}"
     t = time.perf_counter()
-    build(uri, args, work)
+    baseline = build(uri, args, work)
     print(
         f"graph: {args.datasets} datasets, {args.models} models, "
         f"scorer trained ({time.perf_counter() - t:.1f} s)"
@@ -230,6 +247,12 @@ def main() -> None:
             f"{kind:<10} {len(values):>7} {len(values) / args.duration:>7.1f} "
             f"{1000 * percentile(values, 0.5):>8.0f} {1000 * percentile(values, 0.99):>8.0f} "
             f"{errors[kind]:>7}"
+        )
+    for kind, seconds in baseline.items():
+        p50 = percentile(latencies[kind], 0.5)
+        print(
+            f"baseline {kind}: {1000 * seconds:.0f} ms as one library call in-process; the server's p50 "
+            f"under this load is {p50 / seconds:.0f}x that"
         )
     if args.store == "neo4j":
         with open_store(uri) as store:
