@@ -112,6 +112,13 @@ def test_probe_k_measures_the_most_promising_then_ranks(store, tmp_path, monkeyp
     assert again.source_id in {"ccexam.usps", "ccexam.mnist"} and again.how != "given"
     assert calls.counts["recommend_settings"] == 1 and again.decisions
 
+    # a given source, not ranked: the policy gets the one pair's score
+    calls.counts.update(recommend=0, pair_compatibility=0)
+    given = plan(store, TARGET, "ccexam.usps", "auto", rank=False)
+    assert given.how == "given" and given.ranking is None and given.choice.compatibility is not None
+    assert calls.counts["recommend"] == 0 and calls.counts["pair_compatibility"] == 1
+    assert given.source_dataset_id is None  # registered without its pretraining data: no forgetting
+
 
 def test_cli_recommend_probe(tmp_path) -> None:
     """``kgraft recommend --probe K``: probes with a progress line on stderr, JSON rows on stdout;

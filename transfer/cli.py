@@ -311,9 +311,9 @@ def _progress() -> Any:
 
 
 DEFAULT_PROBE = 3
-"""``--probe`` default: three candidates, seconds each on a CPU for SmallCNN-size sources on a
-1,000-image sample (features are cached), and enough to cover the top of the list the choice is made
-from; ``--probe 0`` turns it off."""
+"""``--probe`` default: three candidates cover the top of the list the choice is made from while
+keeping the work bounded on a CPU (each probe runs one model over a sample of at most 1,000 target
+images, features cached); ``--probe 0`` turns it off."""
 
 
 def _counter(progress: Any, task: Any) -> Any:
