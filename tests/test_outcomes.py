@@ -183,3 +183,33 @@ def test_unknown_name_suggests_the_closest(store: GraphStore, tmp_path: Path) ->
     store.apply(transfergraph_batch(_write_records(tmp_path / "tg", RUNS)))
     with pytest.raises(NotFound, match=r"Closest: flowers"):
         store.resolve("flowrs", (D,))
+
+
+def test_cli_alias_and_a_regime_aware_recommendation(
+    store: GraphStore, store_uri: str, tmp_path: Path
+) -> None:
+    """``kgraft dataset alias`` records SAME_AS and refuses bad names in one sentence; ``recommend
+    --train-size --batch-size`` warns about a candidate that collapsed under that regime."""
+    import json
+
+    from kg import open_store
+    from tests.cli import assert_clean_failure, kgraft
+
+    with open_store(store_uri) as s:
+        s.apply(transfergraph_batch(_write_records(tmp_path / "tg", RUNS)))
+        s.apply(_new_target())
+    done = kgraft("dataset", "alias", "new-flowers", "flowers", store=store_uri)
+    assert done.returncode == 0, done.stderr
+    assert "new-flowers SAME_AS transfergraph:flowers" in done.stdout
+    assert_clean_failure(
+        kgraft("dataset", "alias", "new-flowers", "flowrs", store=store_uri), "Closest: flowers"
+    )
+    assert_clean_failure(kgraft("dataset", "alias", "flowers", "flowers", store=store_uri), "same dataset")
+    trained = kgraft("gnn", "train", "--epochs", "10", "--ensemble", "1", store=store_uri)
+    assert trained.returncode == 0, trained.stderr
+    args = ("recommend", "new-flowers", "--probe", "0", "--json", "--train-size", "700", "--batch-size", "8")
+    ranked = kgraft(*args, store=store_uri)
+    assert ranked.returncode == 0, ranked.stderr
+    recs = {r["model_id"]: r for r in json.loads(ranked.stdout)}
+    assert recs["hf:org/big"]["facts"]["compatibility"][0].startswith("warning: collapsed to chance")
+    assert recs["hf:org/foods"]["recorded_accuracy"] == pytest.approx(0.93)  # through the alias

@@ -529,6 +529,23 @@ def dataset_derive(
 dataset_app.command("similar")(_dataset_similar)
 
 
+@dataset_app.command("alias")
+def dataset_alias(
+    ctx: typer.Context,
+    first: Annotated[str, typer.Argument(help="A registered dataset (id or name).")],
+    second: Annotated[str, typer.Argument(help="The same dataset under another name (id or name).")],
+) -> None:
+    """Record that two datasets are one dataset under two names (SAME_AS; owl:sameAs in RDF): the
+    scorer then counts the history of either name for both, and hides both when one is held out."""
+    from kg.aliases import add_alias, aliases_of
+    from kg.clock import now
+
+    with store_from(ctx) as store:
+        a, b = add_alias(store, first, second, time=now())
+        group = [a, *aliases_of(store, a)]
+    console.print(f"{a} SAME_AS {b}; known names of this dataset: {', '.join(group)}", highlight=False)
+
+
 def _print_registration(reg: Any) -> None:
     p = reg.profile
     console.print(
@@ -814,9 +831,16 @@ def recommend(
             "(recorded as SCORED_ON), then rank; 0: rank only (read-only).",
         ),
     ] = DEFAULT_PROBE,
+    train_size: Annotated[
+        int | None,
+        typer.Option(min=1, help="Training images you will fine-tune on (default: the target's size)."),
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Batch size you will fine-tune with.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Rank source models for a target: compatibility with its uncertainty, shift risk and bias risk."""
+    """Rank source models for a target: compatibility with its uncertainty, shift risk and bias risk.
+    Candidates whose recorded runs collapsed to chance under a similar regime are warned about and
+    ranked by their expected outcome."""
     from dataclasses import asdict
 
     from transfer.loop import rank_target
@@ -831,6 +855,8 @@ def recommend(
             probe=probe,
             step=lambda text: progress.update(task, description=text, total=None),
             probe_progress=_counter(progress, task),
+            train_size=train_size,
+            batch_size=batch_size,
         )
     recs = list(ranking.candidates)
     for r in ranking.probes:

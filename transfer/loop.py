@@ -104,12 +104,18 @@ class TransferPlan:
 # ----------------------------------------------------------------------------- ranking
 
 
-def _recommend(store: GraphStore, target_id: str, top: int, scorer_id: str | None) -> list[Recommendation]:
+def _recommend(
+    store: GraphStore,
+    target_id: str,
+    top: int,
+    scorer_id: str | None,
+    regime: dict[str, int | None] | None = None,
+) -> list[Recommendation]:
     from gnn.scores import StaleScorerWarning, recommend
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StaleScorerWarning)  # said in the notes instead
-        return recommend(store, target_id, top=top, scorer_id=scorer_id)
+        return recommend(store, target_id, top=top, scorer_id=scorer_id, **(regime or {}))
 
 
 def estimator_kinds_on(store: GraphStore, target_id: str) -> dict[str, set[str]]:
@@ -218,8 +224,14 @@ def rank_target(
     work_dir: Path | None = PROBE_WORK_DIR,
     step: Step = _quiet,
     probe_progress: ProbeProgress | None = None,
+    train_size: int | None = None,
+    batch_size: int | None = None,
 ) -> Ranking:
     """The scorer's ``top`` source models for ``target`` (dataset id or name), best first.
+
+    ``train_size`` and ``batch_size`` describe the regime the user will fine-tune under: a candidate
+    whose recorded runs collapsed under a similar one is ranked by its expected z and warned about
+    (``gnn.scores.recommend``).
 
     With ``probe=K`` the K best-ranked candidates (of the first ``max(top, K)``) that lack estimator
     scores on the target are probed first and the target is ranked again with the new SCORED_ON
@@ -229,14 +241,15 @@ def rank_target(
     target_id = store.resolve(target, (Label.DATASET,))[1]
     step(f"ranking sources for {target_id}")
     width = max(top, probe)
-    recs = tuple(_recommend(store, target_id, width, scorer_id))
+    regime = {"train_size": train_size, "batch_size": batch_size}
+    recs = tuple(_recommend(store, target_id, width, scorer_id, regime))
     to_probe, notes = probe_candidates(store, target_id, recs, probe)
     reports, failed = probe_many(
         store, target_id, to_probe, samples=probe_samples, work_dir=work_dir, progress=probe_progress
     )
     if reports:
         step(f"ranking sources for {target_id} with the new measurements")
-        recs = tuple(_recommend(store, target_id, width, scorer_id))
+        recs = tuple(_recommend(store, target_id, width, scorer_id, regime))
     scorer_notes = tuple(dict.fromkeys(n for r in recs for n in r.notes))
     return Ranking(target_id, recs[:top], tuple(reports), (*scorer_notes, *notes, *failed))
 
