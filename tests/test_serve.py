@@ -444,3 +444,20 @@ def test_croissant_import_through_the_api(server) -> None:
     assert {b["source"] for b in record["biases"]} == {"croissant"}
     again = post(url, content=document, headers=auth)
     assert again.status_code == 201 and again.json()["nodes_created"] == 0  # idempotent
+
+
+def test_openlineage_import_through_the_api(server, tmp_path) -> None:
+    """RunEvents from other producers (Airflow, Spark) as ``kgraft openlineage import`` records them."""
+    from tests.test_openlineage import airflow_and_spark_events
+
+    base, auth = server["base"], {"Authorization": f"Bearer {TOKEN}"}
+    events = tmp_path / "events.jsonl"
+    airflow_and_spark_events(events)
+    r = post(f"{base}/api/import/openlineage", content=events.read_bytes(), headers=auth)
+    assert r.status_code == 201, r.text
+    lineage = get(f"{base}/api/lineage/dataset/s3://lake/features/digits").json()
+    assert [x["id"] for x in lineage["reaches"]] == ["s3://lake/clean/digits", "s3://lake/raw/digits"]
+    broken = post(
+        f"{base}/api/import/openlineage", content=b'{"eventType": "START"}\nnot json\n', headers=auth
+    )
+    assert broken.status_code == 400 and "line" in broken.json()["error"], broken.text

@@ -1,11 +1,11 @@
 """Writes the server accepts, each through the library path the command line uses, so the same
 validation applies: ``register_dataset`` (``kgraft dataset add``), ``transfer.track`` (runs recorded
-from elsewhere), ``import_croissant`` and ``read_rdf`` + ``GraphStore.apply`` (``kgraft import
-croissant|rdf``). Each write is a validated ``GraphBatch`` applied in one transaction, so a refused
-write leaves nothing behind.
+from elsewhere), and ``import_croissant``, ``read_rdf`` and ``kg.openlineage.import_batch`` with
+``GraphStore.apply`` (``kgraft import croissant|rdf``, ``kgraft openlineage import``). Each write is
+a validated ``GraphBatch`` applied in one transaction, so a refused write leaves nothing behind.
 
-Importers are looked up by name in ``IMPORTERS``; another format (OpenLineage RunEvents, say) plugs in
-by adding ``name -> function(store, body, content_type, file_name) -> ApplyStats`` there.
+Importers are looked up by name in ``IMPORTERS`` (Croissant, RDF, OpenLineage RunEvents); another
+format plugs in by adding ``name -> function(store, body, content_type, file_name) -> ApplyStats`` there.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from kg import GraphBatch, GraphStore
-from kg.errors import InvalidRecord
+from kg import GraphStore
+from kg.errors import InvalidRecord, KgError
 from kg.store import ApplyStats
 
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
+T = TypeVar("T")
 
 
 def register_dataset_spec(
@@ -101,7 +102,7 @@ def _file_name(name: str | None, suffix: str) -> str:
     return base or f"upload{suffix}"
 
 
-def _with_file(body: bytes, name: str, read: Callable[[Path], GraphBatch]) -> GraphBatch:
+def _with_file(body: bytes, name: str, read: Callable[[Path], T]) -> T:
     if len(body) > MAX_IMPORT_BYTES:
         raise InvalidRecord(f"the document is larger than {MAX_IMPORT_BYTES // 2**20} MiB.")
     if not body.strip():
@@ -127,8 +128,22 @@ def import_rdf(store: GraphStore, body: bytes, content_type: str, name: str | No
     return store.apply(_with_file(body, Path(_file_name(name, suffix)).stem + suffix, read_rdf))
 
 
+def import_openlineage(store: GraphStore, body: bytes, content_type: str, name: str | None) -> ApplyStats:
+    """``kgraft openlineage import``: the body is JSON lines of OpenLineage RunEvents (any producer)."""
+    try:
+        from kg.openlineage import import_batch, read_events
+    except ImportError as exc:
+        raise KgError(
+            f"OpenLineage import needs the openlineage extra on the server ({exc.name} is missing)."
+        ) from None
+
+    events = _with_file(body, _file_name(name, ".jsonl"), read_events)
+    return store.apply(import_batch(store, events).batch)
+
+
 IMPORTERS: dict[str, Callable[[GraphStore, bytes, str, str | None], ApplyStats]] = {
     "croissant": import_croissant,
     "rdf": import_rdf,
+    "openlineage": import_openlineage,
 }
 """``POST /api/import/{name}``: one entry per format."""

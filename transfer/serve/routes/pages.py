@@ -27,12 +27,9 @@ def page(request: Request, template: str, **context: Any) -> HTMLResponse:
 
 @router.get("/")
 def home(request: Request, q: Annotated[str, Query(max_length=200)] = "") -> Response:
-    """Search datasets and models; an exact single hit goes straight to its page."""
-    hits = []
-    if q.strip():
-        with handle(request).read() as store:
-            hits = graph.search(store, q, 100)
+    """Search datasets and models by part of an id or name."""
     with handle(request).read() as store:
+        hits = graph.search(store, q, 100) if q.strip() else []
         counts = {"datasets": store.count(Label.DATASET), "models": store.count(Label.MODEL)}
     return page(request, "search.html", q=q, hits=hits, counts=counts, searched=bool(q.strip()))
 

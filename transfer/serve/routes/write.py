@@ -76,9 +76,9 @@ async def import_document(
     kind: str,
     filename: Annotated[str | None, Query(max_length=200, description="The document's file name.")] = None,
 ) -> dict[str, Any]:
-    """Import a document sent as the request body: ``croissant`` (JSON-LD) or ``rdf`` (Turtle, or JSON-LD
-    with ``Content-Type: application/ld+json``); all or nothing. ``filename`` is recorded as the
-    source, as ``kgraft import`` records the file's name."""
+    """Import a document sent as the request body: ``croissant`` (JSON-LD), ``rdf`` (Turtle, or JSON-LD
+    with ``Content-Type: application/ld+json``) or ``openlineage`` (JSON lines of RunEvents); all or
+    nothing. ``filename`` is recorded as the source, as ``kgraft import`` records the file's name."""
     importer = writes.IMPORTERS.get(kind)
     if importer is None:
         raise NotFound(f"no importer {kind!r}; this server imports: {', '.join(sorted(writes.IMPORTERS))}.")
