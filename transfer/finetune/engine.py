@@ -53,6 +53,7 @@ from transfer.finetune.checkpoint import (
 from transfer.finetune.data import (
     Preprocess,
     Size,
+    TargetSplits,
     channel_adaptation,
     class_weights,
     eval_batches,
@@ -632,26 +633,9 @@ def finetune(
         raise FinetuneError(f"max_epochs_this_call must be at least 1, got {max_epochs_this_call}.")
 
     # 1. Everything that can be refused is refused before any training or graph write.
-    n_groups = len(source.layer_groups)
-    resolve_freeze_cut(s.freeze_cut, n_groups)
-    source_size: Size = (source.input_size[1], source.input_size[2])
-    final_size: Size = (s.image_size, s.image_size) if s.image_size else source_size
-    sizes, size_notes = training_sizes(
-        s, final_size, source_size, size_limits(source), source.id, target_close_to_source
+    plans, splits, final_size, size_notes = _check_inputs(
+        source, target, s, source_dataset, target_close_to_source
     )
-    plans = plan_epochs(s, n_groups, sizes)
-    splits = target_splits(target)
-    channel_adaptation(target.channels, source.in_channels)
-    if source_dataset is not None:
-        if source_dataset.num_classes != source.num_classes:
-            raise FinetuneError(
-                f"the source dataset {source_dataset.name} has {source_dataset.num_classes} classes but the "
-                f"source model's head has {source.num_classes}; forgetting needs the source task's own data."
-            )
-        if "test" not in source_dataset.split_names:
-            raise FinetuneError(
-                f"the source dataset {source_dataset.name} needs a 'test' split to measure forgetting."
-            )
     out = Path(out_dir)
     state_file = checkpoint_file(out)
     rt = start_runtime(s.precision)
@@ -726,35 +710,20 @@ def finetune(
                 )
             log.info("fine-tuning %s on %s: run %s on %s", source.id, target.name, run_id, rt.describe())
 
-            def on_epoch(report: EpochReport, stage: _Stage, scaler: torch.amp.GradScaler) -> None:
-                """After each epoch: checkpoint (atomically), record the metrics, report progress."""
-                history.append(report)
-                timings["epoch_seconds"] = timings.get("epoch_seconds", 0.0) + report.seconds
-                if rt.is_main:
-                    save_state(
-                        state_file,
-                        {
-                            "run_id": run_id,
-                            "started": started,
-                            "settings": s.to_dict(),
-                            "fingerprint": fingerprint,
-                            "epochs_done": report.epoch,
-                            "stage": stage.plan.stage,
-                            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                            "optimizer": stage.optimizer.state_dict(),
-                            "scheduler": stage.scheduler.state_dict(),
-                            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                            "rng": rng_state(),
-                            "metrics": [e.to_dict() for e in history],
-                            "timings": timings,
-                            "micro_batch": fit.micro_batch,
-                            "extra": recorder.extra,
-                        },
-                    )
-                    recorder.epoch(_metrics(history, timings))
-                    if progress is not None:
-                        progress(report)
-                barrier(rt)
+            on_epoch = _epoch_checkpointer(
+                rt,
+                state_file,
+                run_id,
+                started,
+                s,
+                fingerprint,
+                model,
+                fit,
+                recorder,
+                history,
+                timings,
+                progress,
+            )
 
             try:
                 # 4. Train.
@@ -786,39 +755,10 @@ def finetune(
                     )
 
                 # 5. Measure: test accuracy at the final size, forgetting, the from-scratch baseline.
-                tick = time.perf_counter()
-                accuracy = (
-                    history[-1].eval_accuracy
-                    if splits.test_name == splits.eval_name
-                    else evaluate(
-                        model,
-                        fit.prep,
-                        splits.test.images,
-                        splits.test.labels,
-                        final_size,
-                        rt,
-                        2 * s.batch_size,
-                    )
-                )
-                timings["test_seconds"] = time.perf_counter() - tick
-                outcome: dict[str, Any] = {"accuracy": accuracy, "extra": {"test_split": splits.test_name}}
-                if source_dataset is not None:
-                    tick = time.perf_counter()
-                    before, after = measure_forgetting(
-                        source, model, original_head, source_dataset, rt, s.batch_size
-                    )
-                    outcome.update(
-                        source_accuracy_before=before, source_accuracy_after=after, forgetting=before - after
-                    )
-                    timings["forgetting_seconds"] = time.perf_counter() - tick
-                if measure_baseline:
-                    tick = time.perf_counter()
-                    baseline = train_baseline(source, target, s, rt, plans, splits, final_size)
-                    outcome.update(baseline_accuracy=baseline, gain=accuracy - baseline)
-                    outcome["extra"]["baseline"] = (
-                        "same architecture from random init, same epochs, sizes, batch"
-                    )
-                    timings["baseline_seconds"] = time.perf_counter() - tick
+                accuracy, outcome = _measure_outcome(
+                    fit, source, target, history, splits, final_size, rt, s, original_head,
+                    source_dataset, plans if measure_baseline else None, timings,
+                )  # fmt: skip
                 timings["total_seconds"] = time.perf_counter() - clock
 
                 # 6. The fine-tuned model: weights, record, lineage and outcome in the graph.
@@ -880,6 +820,133 @@ def finetune(
     finally:
         if rt.owns_process_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _check_inputs(
+    source: ModelRecord,
+    target: ImageDataset,
+    s: FinetuneSettings,
+    source_dataset: ImageDataset | None,
+    target_close_to_source: bool,
+) -> tuple[list[EpochPlan], TargetSplits, Size, list[str]]:
+    """Refuse what cannot run (freeze cut, sizes, splits, channels, the forgetting data) before any
+    training or graph write; returns the epoch plan, the target's splits, the final size and notes."""
+    n_groups = len(source.layer_groups)
+    resolve_freeze_cut(s.freeze_cut, n_groups)
+    source_size: Size = (source.input_size[1], source.input_size[2])
+    final_size: Size = (s.image_size, s.image_size) if s.image_size else source_size
+    sizes, size_notes = training_sizes(
+        s, final_size, source_size, size_limits(source), source.id, target_close_to_source
+    )
+    plans = plan_epochs(s, n_groups, sizes)
+    splits = target_splits(target)
+    channel_adaptation(target.channels, source.in_channels)
+    if source_dataset is not None:
+        if source_dataset.num_classes != source.num_classes:
+            raise FinetuneError(
+                f"the source dataset {source_dataset.name} has {source_dataset.num_classes} classes but the "
+                f"source model's head has {source.num_classes}; forgetting needs the source task's own data."
+            )
+        if "test" not in source_dataset.split_names:
+            raise FinetuneError(
+                f"the source dataset {source_dataset.name} needs a 'test' split to measure forgetting."
+            )
+    return plans, splits, final_size, size_notes
+
+
+def _epoch_checkpointer(
+    rt: Runtime,
+    state_file: Path,
+    run_id: str,
+    started: str,
+    s: FinetuneSettings,
+    fingerprint: dict[str, str],
+    model: nn.Module,
+    fit: _Fit,
+    recorder: RunRecorder,
+    history: list[EpochReport],
+    timings: dict[str, float],
+    progress: Progress | None,
+) -> Callable[[EpochReport, _Stage, torch.amp.GradScaler], None]:
+    """The callback ``_fit`` runs after each epoch: keep the report, checkpoint (atomically, rank 0),
+    record the metrics, report progress."""
+
+    def on_epoch(report: EpochReport, stage: _Stage, scaler: torch.amp.GradScaler) -> None:
+        history.append(report)
+        timings["epoch_seconds"] = timings.get("epoch_seconds", 0.0) + report.seconds
+        if rt.is_main:
+            save_state(
+                state_file,
+                {
+                    "run_id": run_id,
+                    "started": started,
+                    "settings": s.to_dict(),
+                    "fingerprint": fingerprint,
+                    "epochs_done": report.epoch,
+                    "stage": stage.plan.stage,
+                    "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                    "optimizer": stage.optimizer.state_dict(),
+                    "scheduler": stage.scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                    "rng": rng_state(),
+                    "metrics": [e.to_dict() for e in history],
+                    "timings": timings,
+                    "micro_batch": fit.micro_batch,
+                    "extra": recorder.extra,
+                },
+            )
+            recorder.epoch(_metrics(history, timings))
+            if progress is not None:
+                progress(report)
+        barrier(rt)
+
+    return on_epoch
+
+
+def _measure_outcome(
+    fit: _Fit,
+    source: ModelRecord,
+    target: ImageDataset,
+    history: list[EpochReport],
+    splits: TargetSplits,
+    final_size: Size,
+    rt: Runtime,
+    s: FinetuneSettings,
+    original_head: nn.Module,
+    source_dataset: ImageDataset | None,
+    baseline_plans: list[EpochPlan] | None,
+    timings: dict[str, float],
+) -> tuple[float, dict[str, Any]]:
+    """Test accuracy at the final size, forgetting of the source task (with ``source_dataset``) and
+    the from-scratch baseline (with ``baseline_plans``); adds their timings."""
+    tick = time.perf_counter()
+    accuracy = (
+        history[-1].eval_accuracy
+        if splits.test_name == splits.eval_name
+        else evaluate(
+            fit.model,
+            fit.prep,
+            splits.test.images,
+            splits.test.labels,
+            final_size,
+            rt,
+            2 * s.batch_size,
+        )
+    )
+    timings["test_seconds"] = time.perf_counter() - tick
+    outcome: dict[str, Any] = {"accuracy": accuracy, "extra": {"test_split": splits.test_name}}
+    if source_dataset is not None:
+        tick = time.perf_counter()
+        before, after = measure_forgetting(source, fit.model, original_head, source_dataset, rt, s.batch_size)
+        outcome.update(source_accuracy_before=before, source_accuracy_after=after, forgetting=before - after)
+        timings["forgetting_seconds"] = time.perf_counter() - tick
+    if baseline_plans is not None:
+        tick = time.perf_counter()
+        baseline = train_baseline(source, target, s, rt, baseline_plans, splits, final_size)
+        outcome.update(baseline_accuracy=baseline, gain=accuracy - baseline)
+        outcome["extra"]["baseline"] = "same architecture from random init, same epochs, sizes, batch"
+        timings["baseline_seconds"] = time.perf_counter() - tick
+    return accuracy, outcome
 
 
 def _make_fit(
