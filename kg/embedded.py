@@ -140,6 +140,15 @@ class LadybugStore(GraphStore):
         self._in_tx = False
         self._run("COMMIT")
 
+    def reader(self) -> LadybugStore:
+        """A second handle on this open file, for reads from another thread: its own connection to the
+        same database (a connection must not be shared between threads), every query in a read-only
+        transaction, no writes. Its reads do not wait for this handle's writes (LadybugDB runs read
+        transactions beside the one writer); close it before this handle."""
+        if self._db is None:
+            raise StoreUnavailable("the graph is closed.")
+        return _LadybugReader(self)
+
     def close(self) -> None:
         conn, db = getattr(self, "_conn", None), getattr(self, "_db", None)
         if conn is not None:
@@ -241,6 +250,24 @@ class LadybugStore(GraphStore):
                 group,
             )
         return len(new), len(old)
+
+
+class _LadybugReader(LadybugStore):
+    """``LadybugStore.reader()``: a read-only connection to a database another handle owns."""
+
+    def __init__(self, owner: LadybugStore) -> None:  # no super().__init__: the database is open
+        import ladybug
+
+        self.path, self.uri = owner.path, owner.uri
+        self.read_only = False  # so that every query runs in a READ ONLY transaction of its own
+        self._db = None  # the owner's; close() leaves it open
+        self._conn = ladybug.Connection(owner._db)
+        self._in_tx = False
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        raise ReadOnlyViolation("this handle only reads; write through the store that opened the file.")
+        yield  # pragma: no cover (a generator, as the base class's)
 
 
 def _group_by_keys(rows: list[dict[str, Any]], exclude: set[str]) -> dict[tuple[str, ...], list[dict]]:

@@ -25,6 +25,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from kg import open_store
+from kg.errors import ReadOnlyViolation
 from kg.rdf import write_rdf
 from ontology.vocab import Label
 from tests.cli import assert_clean_failure, kgraft
@@ -461,3 +462,27 @@ def test_openlineage_import_through_the_api(server, tmp_path) -> None:
         f"{base}/api/import/openlineage", content=b'{"eventType": "START"}\nnot json\n', headers=auth
     )
     assert broken.status_code == 400 and "line" in broken.json()["error"], broken.text
+
+
+def test_a_ladybug_reader_reads_beside_the_writer_and_never_writes(tmp_path) -> None:
+    """The server's second connection on the embedded store: it sees what the owner commits, while the
+    owner's write transaction is open it still answers, and it writes nothing."""
+    with open_store(f"embedded:{tmp_path / 'g.lbug'}") as store:
+        reader = store.reader()
+        try:
+            store.apply(lineage_batch())
+            assert reader.count(Label.DATASET) == store.count(Label.DATASET) == 9
+            with store.transaction() as tx:  # a write in flight: the reader sees the last commit
+                tx.run("MATCH (d:Dataset {id: 'fmnist'}) SET d.description = $text", {"text": "pending"})
+                assert reader.node(Label.DATASET, "fmnist").get("description") is None
+            assert reader.node(Label.DATASET, "fmnist")["description"] == "pending"
+            for write in (
+                lambda: reader.query("CREATE (d:Dataset {id: 'evil'}) RETURN d.id AS id"),
+                lambda: reader.execute("CREATE (d:Dataset {id: 'evil'})"),
+                lambda: reader.apply(lineage_batch()),
+            ):
+                with pytest.raises(ReadOnlyViolation):
+                    write()
+            assert store.count(Label.DATASET) == 9
+        finally:
+            reader.close()

@@ -34,31 +34,35 @@ class ServeConfig:
 class GraphHandle:
     """The server's single store handle.
 
-    LadybugDB allows one read-write process per file and one connection is not safe to share between
-    threads, so on the embedded store every use (read or write) holds ``lock``. On Neo4j the driver
-    pools sessions, so reads run concurrently and only writes are serialised (one writer at a time
-    keeps a batch's existence checks and its upserts consistent).
+    LadybugDB allows one read-write process per file, and one connection must not be shared between
+    threads. On the embedded store the server therefore writes through the store's own connection
+    under ``lock`` and reads through a second, read-only connection to the same database
+    (``LadybugStore.reader``) under ``read_lock``: reads take turns with each other but do not wait for
+    a write's commit. On Neo4j the driver pools sessions, so reads run concurrently and only writes
+    are serialised (one writer at a time keeps a batch's existence checks and its upserts consistent).
     """
 
     store: GraphStore
     lock: threading.RLock = field(default_factory=threading.RLock)
+    read_lock: threading.Lock = field(default_factory=threading.Lock)
+    reader: GraphStore | None = None
     generation: int = 0
     """Writes through this handle so far (caches compare it)."""
 
     @classmethod
     def open(cls, uri: str) -> GraphHandle:
-        """Open the store read-write (it creates the schema if needed)."""
-        return cls(open_store(uri))
-
-    @property
-    def serialised(self) -> bool:
-        """True when reads must take the lock too (the embedded store)."""
-        return self.store.dialect == "ladybug"
+        """Open the store read-write (it creates the schema if needed), with its reader."""
+        store = open_store(uri)
+        reader = store.reader() if store.dialect == "ladybug" else None  # type: ignore[attr-defined]
+        return cls(store, reader=reader)
 
     @contextmanager
     def read(self) -> Iterator[GraphStore]:
         """The store for reading."""
-        if self.serialised:
+        if self.reader is not None:
+            with self.read_lock:
+                yield self.reader
+        elif self.store.dialect == "ladybug":  # a handle made without its reader
             with self.lock:
                 yield self.store
         else:
@@ -74,6 +78,9 @@ class GraphHandle:
                 self.generation += 1
 
     def close(self) -> None:
-        """Release the file lock or the driver."""
+        """Release the reader, then the file lock or the driver."""
         with self.lock:
+            if self.reader is not None:
+                with self.read_lock:
+                    self.reader.close()
             self.store.close()
