@@ -1,10 +1,11 @@
 """``kgraft serve``: the graph over HTTP (a JSON API documented at ``/docs``) and a server-rendered web UI.
 
 One process holds one store handle (``state.GraphHandle``): a LadybugDB file admits a single read-write
-process, so the server opens it once and serialises every use of it; on Neo4j reads run concurrently
-and writes are serialised. Writes need ``Authorization: Bearer $KGRAFT_TOKEN``; long work (probing,
-report generation) runs as a job, one at a time, with a status and progress endpoint. A job holds the
-write lock while it works, so on the embedded store reads wait for it; on Neo4j they do not.
+process, so the server opens it once, writes through it one request at a time and reads through a
+second, read-only connection to the same database; on Neo4j reads run concurrently and writes one at
+a time. Writes need ``Authorization: Bearer $KGRAFT_TOKEN``; long work (probing, report generation)
+runs as a job, one at a time, with a status and progress endpoint. A job holds the write lock while
+it works: other writes wait for it, reads do not.
 """
 
 from transfer.serve.app import create_app
