@@ -9,7 +9,6 @@ from gnn.evaluate import LotoResult, loto
 from gnn.model import GnnConfig, TransferGNN
 from gnn.scores import Recommendation, Score, StaleScorerWarning, recommend
 from gnn.train import ScorerError, ScorerInfo, TrainConfig, fit, load_scorer, train_scorer
-from gnn.transfergraph import transfergraph_batch
 
 __all__ = [
     "GnnConfig",
@@ -29,5 +28,4 @@ __all__ = [
     "loto",
     "recommend",
     "train_scorer",
-    "transfergraph_batch",
 ]

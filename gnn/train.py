@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +64,7 @@ from gnn.model import (
     similar_of,
 )
 from kg.batch import GraphBatch
+from kg.clock import now
 from kg.errors import KgError
 from kg.files import atomic_write_bytes
 from kg.store import GraphStore
@@ -605,10 +605,6 @@ def load_scorer(store: GraphStore, scorer_id: str | None = None) -> tuple[Ensemb
     return load_checkpoint(info.checkpoint, info.checksum or None), info
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def train_scorer(
     store: GraphStore,
     out_dir: str | Path,
@@ -653,7 +649,7 @@ def train_scorer(
         "final_loss": float(np.mean(final)),
         **(metrics or {}),
     }
-    created = _now()
+    created = now()
     snap = snapshot_id(data.outcome_digest)
     b = GraphBatch()
     b.node(

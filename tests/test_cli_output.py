@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gnn.transfergraph import transfergraph_batch
 from kg import GraphBatch, GraphStore, open_store
 from kg.locations import beside_store
+from kg.transfergraph import transfergraph_batch
 from ontology.vocab import Label
 from tests.cli import kgraft
 from tests.corpus import TRANSFERGRAPH

@@ -30,9 +30,9 @@ from gnn.train import (
     outcome_table,
     train_scorer,
 )
-from gnn.transfergraph import transfergraph_batch
 from kg import GraphBatch, GraphStore, open_store
 from kg.errors import InvalidRecord
+from kg.transfergraph import transfergraph_batch
 from ontology.vocab import Label, Rel
 from tests.corpus import SHARED_TRANSFERGRAPH, TRANSFERGRAPH
 

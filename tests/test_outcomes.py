@@ -14,12 +14,12 @@ from rdflib import OWL, URIRef
 from gnn.builder import OUTCOME, PairContext, build_hetero, canonical_dataset
 from gnn.scores import recommend
 from gnn.train import TrainConfig, train_scorer
-from gnn.transfergraph import transfergraph_batch
 from kg import GraphBatch, GraphStore
 from kg.aliases import add_alias, alias_groups, aliases_of
 from kg.errors import InvalidRecord, NotFound
 from kg.outcomes import chance_accuracy, collapse_warning, is_failed_run, recorded_runs
 from kg.rdf import export_graph, import_graph, node_iri
+from kg.transfergraph import transfergraph_batch
 from ontology.vocab import Label, Rel
 
 D, M = Label.DATASET, Label.MODEL

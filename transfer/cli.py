@@ -711,7 +711,7 @@ def import_transfergraph(
     ],
 ) -> None:
     """Load the published TransferGraph fine-tuning records (models, targets, outcomes) into the graph."""
-    from gnn.transfergraph import transfergraph_batch
+    from kg.transfergraph import transfergraph_batch
 
     with store_from(ctx) as store:
         stats = store.apply(transfergraph_batch(folder))
