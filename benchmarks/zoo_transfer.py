@@ -308,7 +308,8 @@ def evaluate(store: GraphStore, targets: dict, args: argparse.Namespace) -> None
         print(f"  - {m}: mean r {fmt(r)}, tau {fmt(tau)} over {n} targets.")
     print(
         "\nThe target's estimator evidence re-ordering the probed candidates (gnn.evidence; every source is "
-        f"probed here; the scorer uses weight {GnnConfig().estimator_weight:g}), from the same predictions:\n"
+        "probed here, so the scorer's head learned the estimators and it blends with weight 0; "
+        f"{GnnConfig().estimator_weight:g} is for scorers that never saw one), from the same predictions:\n"
     )
     print("| estimator_weight | GNN r | GNN tau |\n|---:|---:|---:|")
     for weight in (0.0, 0.25, 0.5, 0.75, 1.0):

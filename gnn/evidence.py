@@ -15,7 +15,10 @@ learned head, as the ``seen_prior`` rule is:
 The shortlist keeps its place and spread among the other candidates (probing says which of the
 probed candidates is better, not how the probed ones compare with the unprobed), and inside it the
 order blends the prior with the target's evidence by ``w`` (``GnnConfig.estimator_weight``). With
-w = 0 probes change nothing; with w = 1 the estimators alone order the shortlist.
+w = 0 the blend changes nothing; with w = 1 the estimators alone order the shortlist. A scorer whose
+training outcomes had estimator measurements beside them reads the estimators through its head
+(pair features) and learned how far to trust them, so it blends with w = 0
+(``Ensemble.effective_weight``); the blend is for scorers that never saw an estimator.
 """
 
 from __future__ import annotations

@@ -119,7 +119,10 @@ class GnnConfig:
     trained on the target's data (``PairContext.trained_on_data``); 0 turns it off (see ``Ensemble``)."""
     estimator_weight: float = 0.5
     """Weight of the target's own estimator measurements when they re-order the candidates probed on
-    it, against the learned prediction (``gnn.evidence``); 0 leaves the learned ranking as it is."""
+    it, against the learned prediction (``gnn.evidence``); 0 leaves the learned ranking as it is. It
+    applies to scorers whose training outcomes had no estimator measurements beside them (e.g.
+    trained on TransferGraph's records); a head that saw them learned their weight itself
+    (``Ensemble.effective_weight``)."""
 
     pair_features: tuple[str, ...] = PAIR_FEATURES
     """Names of the pair-feature columns the head reads (``builder.PAIR_FEATURES`` when trained); a

@@ -194,10 +194,15 @@ def compatibility(
                     "added to the learned prediction"
                 )
             if prediction.probed is not None and prediction.probed[i] and int(prediction.probed.sum()) >= 2:
+                weight = ctx.ensemble.effective_weight
+                how = (
+                    f"they re-ordered the probed shortlist with weight {weight:.2f}"
+                    if weight
+                    else "the scorer learned from its training outcomes how far to trust them"
+                )
                 facts.append(
                     f"probed on the target: estimators put it {prediction.evidence[i]:+.2f} SD from the "
-                    f"{int(prediction.probed.sum())} probed candidates' mean; they re-ordered the probed "
-                    f"shortlist with weight {ctx.ensemble.gnn.estimator_weight:.2f}"
+                    f"{int(prediction.probed.sum())} probed candidates' mean; {how}"
                 )
             if m in recorded:
                 facts.append(

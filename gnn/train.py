@@ -243,6 +243,15 @@ class Ensemble:
     members: list[TransferGNN]
     gnn: GnnConfig
     basis: str = "outcomes"
+    learned_estimators: bool = False
+    """Whether its training outcomes had estimator measurements beside them, so the head learned how
+    far to trust them; the target's probes then re-order the shortlist through the head alone, and
+    ``gnn.estimator_weight`` applies only to scorers that never saw estimators (``effective_weight``)."""
+
+    @property
+    def effective_weight(self) -> float:
+        """The estimator weight ``predict`` blends with (0 when the head learned the estimators)."""
+        return 0.0 if self.learned_estimators else self.gnn.estimator_weight
 
     @torch.no_grad()
     def predict(
@@ -283,7 +292,7 @@ class Ensemble:
         seen = context.trained_on_data(models, dst.numpy())
         z_all += self.gnn.seen_prior * seen
         learned = z_all.mean(0)
-        z_all = blend(z_all, evidence, probed, self.gnn.estimator_weight)
+        z_all = blend(z_all, evidence, probed, self.effective_weight)
         link_all = torch.stack(links).numpy().astype(np.float64)
         attention: list[list[tuple[int, float, float]]] = [[] for _ in models]
         if len(weights):
@@ -461,7 +470,9 @@ def fit(
             if progress:
                 progress(k + 1, train.ensemble)
     basis = "outcomes" if len(outcomes) else "self-supervised"
-    return FitResult(Ensemble(members, gnn, basis), losses, time.perf_counter() - started)
+    _, measured = estimator_evidence(context.features(outcomes.src, outcomes.dst))
+    ensemble = Ensemble(members, gnn, basis, learned_estimators=bool(measured.any()))
+    return FitResult(ensemble, losses, time.perf_counter() - started)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -483,6 +494,7 @@ def save_checkpoint(ensemble: Ensemble, train: TrainConfig, path: str | Path) ->
         "train": train.to_dict(),
         "members": len(ensemble.members),
         "basis": ensemble.basis,
+        "learned_estimators": ensemble.learned_estimators,
     }
     metadata = {"kgraft": json.dumps(header, sort_keys=True)}
     payload = save(tensors, metadata=metadata)
@@ -520,7 +532,9 @@ def load_checkpoint(path: str | Path, checksum: str | None = None) -> Ensemble:
         member.load_state_dict({n[len(prefix) :]: t for n, t in tensors.items() if n.startswith(prefix)})
         member.eval()
         members.append(member)
-    return Ensemble(members, gnn, metadata.get("basis", "outcomes"))
+    return Ensemble(
+        members, gnn, metadata.get("basis", "outcomes"), bool(metadata.get("learned_estimators", False))
+    )
 
 
 # ----------------------------------------------------------------------------- the scorer in the graph

@@ -106,3 +106,20 @@ def test_a_saved_scorer_reads_todays_features_by_name(store: GraphStore, tmp_pat
     target = maps.index_of("dataset", "new")
     prediction = loaded.predict(data, context, outcome_table(data), target, models)
     assert prediction.z.shape == (5,) and np.isfinite(prediction.z).all()
+
+
+def test_a_head_that_saw_estimators_is_not_blended_again(store: GraphStore) -> None:
+    """Estimators measured beside the training outcomes: the head learned them, so the blend's
+    weight is 0; without any, the configured weight applies."""
+    store.apply(_graph())
+    data, _ = build_hetero(store)
+    quick = TrainConfig(epochs=5, ensemble=1)
+    unseen = fit(data, train=quick, seed=0).ensemble
+    assert not unseen.learned_estimators and unseen.effective_weight == GnnConfig().estimator_weight
+    b = GraphBatch()
+    for i in range(5):
+        b.edge(Rel.SCORED_ON, (M, f"s{i}"), (D, "a"), kind="logme", layer="penultimate", value=1.0 - 0.1 * i)
+    store.apply(b)
+    data, _ = build_hetero(store)
+    seen = fit(data, train=quick, seed=0).ensemble
+    assert seen.learned_estimators and seen.effective_weight == 0.0
