@@ -17,7 +17,10 @@
   target's); 1 - prod(1 - w_i). Without class information on either side a bias counts in full.
 
 ``recommend`` ranks every model in the graph for a target by compatibility and adds both risks to
-the top ones. It warns (``StaleScorerWarning``, and in each recommendation's ``notes``) when outcomes
+the top ones. A model whose recorded runs collapsed to chance under a regime like the one the user
+will run (``kg.outcomes``: train size within 4x, batch size within 2x) is ranked by its expected z,
+(1 - rate) z + rate * ``Z_COLLAPSED`` with rate = collapses / (alike runs + 1), and the warning is its
+first fact. It warns (``StaleScorerWarning``, and in each recommendation's ``notes``) when outcomes
 were recorded after the scorer was trained, and notes a target with no profile.
 """
 
