@@ -2,9 +2,9 @@
 (sklearn digits with derived variants and a bias, two small CNNs pretrained on them, a trained GNN
 scorer, and the lineage fixture's chains) on both stores, and headless Chromium (the Debian package,
 driven by Playwright) searches a dataset, opens its lineage graph, writes and opens a report through
-a job, and asks for a recommendation. Security: writes without the token get 401 and write nothing,
-Cypher through the API cannot write, a ``<script>`` name renders as text, and the default bind is
-loopback only.
+a job, asks for a recommendation, and fine-tunes a model for one epoch through a job (API and form).
+Security: writes without the token get 401 and write nothing, Cypher through the API cannot write, a
+``<script>`` name renders as text, and the default bind is loopback only.
 
 The lineage page's screenshot is written to ``docs/serve-lineage.png`` when that file is missing or
 ``KGRAFT_SCREENSHOTS=1`` (README shows it); otherwise into the test's temporary folder.
@@ -335,6 +335,7 @@ def test_writes_need_the_token_and_write_nothing_without_it(server, tmp_path) ->
         ("/api/import/rdf", {"content": turtle.read_bytes(), "headers": {"Content-Type": "text/turtle"}}),
         ("/api/import/croissant", {"content": b"{}", "headers": {"Content-Type": "application/ld+json"}}),
         ("/api/jobs/report", {"json": {"target": TARGET}}),
+        ("/api/jobs/finetune", {"json": {"target": TARGET, "source": "cnn-base", "epochs": 1}}),
     ]
     before = totals(base)
     jobs_before = len(get(f"{base}/api/jobs").json())
@@ -462,6 +463,81 @@ def test_openlineage_import_through_the_api(server, tmp_path) -> None:
         f"{base}/api/import/openlineage", content=b'{"eventType": "START"}\nnot json\n', headers=auth
     )
     assert broken.status_code == 400 and "line" in broken.json()["error"], broken.text
+
+
+def test_finetune_job_records_the_outcome_with_progress(server) -> None:
+    """``POST /api/jobs/finetune``: one epoch of a real source on the derived target, polled to the end;
+    the run's TRANSFERRED_TO lands in the graph and the job reports its epochs. Bad input starts no job."""
+    base, auth = server["base"], {"Authorization": f"Bearer {TOKEN}"}
+    source = server["models"][0]
+    outcomes = (
+        "MATCH (:Model {id: $s})-[t:TRANSFERRED_TO]->(:Dataset {id: $d}) WHERE t.accuracy IS NOT NULL "
+        "RETURN count(t) AS c"
+    )
+    params = {"s": source, "d": TARGET}
+
+    def outcome_count() -> int:
+        r = post(f"{base}/api/cypher", json={"cypher": outcomes, "params": params})
+        assert r.status_code == 200, r.text
+        return r.json()["rows"][0]["c"]
+
+    jobs_before = len(get(f"{base}/api/jobs").json())
+    body = {"target": TARGET, "source": source, "settings": "fastai", "epochs": 1}
+    unknown = post(f"{base}/api/jobs/finetune", json={**body, "target": "no-such-target"}, headers=auth)
+    assert unknown.status_code == 404 and "no-such-target" in unknown.json()["error"], unknown.text
+    nosource = post(f"{base}/api/jobs/finetune", json={**body, "source": "no-such-model"}, headers=auth)
+    assert nosource.status_code == 404 and "no-such-model" in nosource.json()["error"], nosource.text
+    for bad in ({"settings": "turbo"}, {"epochs": 0}):
+        r = post(f"{base}/api/jobs/finetune", json={**body, **bad}, headers=auth)
+        assert r.status_code == 422, (bad, r.text)
+    assert post(f"{base}/api/jobs/finetune", json=body).status_code == 401
+    assert len(get(f"{base}/api/jobs").json()) == jobs_before
+    had = outcome_count()
+
+    started = post(f"{base}/api/jobs/finetune", json=body, headers=auth)
+    assert started.status_code == 202, started.text
+    job_id = started.json()["id"]
+    deadline = time.monotonic() + 300
+    while True:
+        job = get(f"{base}/api/jobs/{job_id}").json()
+        if job["status"] in ("finished", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert job["status"] == "finished", job
+    assert (job["done"], job["total"], job["fraction"]) == (1, 1, 1.0)
+    summary = job["result"]
+    assert summary["run_id"] and "epochs" not in summary
+    assert 0.0 <= summary["accuracy"] <= 1.0
+    assert outcome_count() == had + 1
+    rows = post(
+        f"{base}/api/cypher",
+        json={
+            "cypher": "MATCH (:Model {id: $s})-[t:TRANSFERRED_TO]->(:Dataset {id: $d}) "
+            "WHERE t.activity = $run RETURN t.accuracy AS acc",
+            "params": {**params, "run": summary["run_id"]},
+        },
+    ).json()["rows"]
+    assert rows == [{"acc": pytest.approx(summary["accuracy"])}]
+
+
+def test_finetune_form_on_the_dataset_page_in_chromium(server, page: Page) -> None:
+    """The dataset page's form starts the job; the job page's bar finishes and links the new model."""
+    base = server["base"]
+    page.goto(f"{base}/datasets/{TARGET}")
+    page.fill("#finetune-source", server["models"][0])
+    page.select_option("#finetune-settings", "linear-probe")
+    page.fill("#finetune-form input[name=epochs]", "1")
+    page.fill("#finetune-token", "wrong-token")
+    page.click("#finetune-button")
+    expect(page.locator("#finetune-error")).to_contain_text("KGRAFT_TOKEN")
+    page.fill("#finetune-token", TOKEN)
+    page.click("#finetune-button")
+    page.wait_for_url("**/jobs/*")
+    expect(page.locator("#job-status")).to_have_text("finished", timeout=180_000)
+    assert page.evaluate("document.getElementById('job-progress').value") == 1
+    page.click("#job-model-link")
+    expect(page.locator("body")).to_contain_text("fine-tuned from")
+    expect(page.locator(f'li a[href="/models/{server["models"][0]}"]')).to_have_count(1)
 
 
 def test_a_ladybug_reader_reads_beside_the_writer_and_never_writes(tmp_path) -> None:

@@ -1,4 +1,5 @@
-"""Long work (probing, report generation) as jobs: run one at a time in a worker thread, polled by id.
+"""Long work (probing, report generation, fine-tuning) as jobs: run one at a time in a worker thread,
+polled by id.
 
 A job function receives a ``Progress`` to report ``done`` of ``total`` steps and a message; its return
 value (JSON-safe) becomes the job's result, and a user error its one-sentence ``error``.

@@ -1,8 +1,10 @@
-"""Long work as jobs: start one (token needed: probing writes the graph), then poll its progress."""
+"""Long work as jobs (reports, probes, fine-tuning): start one (token needed: each writes the graph),
+then poll its progress."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import uuid
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, Field
@@ -33,6 +35,25 @@ class ProbeJob(BaseModel):
     models: list[str] = Field(min_length=1, max_length=100, description="Source models (ids or names).")
     samples: int = Field(default=1000, ge=10, le=100_000)
     seed: int = 0
+
+
+class FinetuneJob(BaseModel):
+    """What ``kgraft finetune`` takes."""
+
+    target: str = Field(description="Target dataset (id or name).")
+    source: str = Field(
+        default="auto", description="Source model (id or name), or auto: the best-ranked one."
+    )
+    settings: Literal["auto", "fastai", "full", "linear-probe"] = "auto"
+    epochs: int | None = Field(
+        default=None, ge=1, le=1000, description="Total epochs (overrides the preset)."
+    )
+    probe: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="With source auto: probe the K most promising unmeasured candidates.",
+    )
 
 
 @router.post("/report", status_code=202, dependencies=[Depends(require_token)])
@@ -81,6 +102,55 @@ def start_probe(request: Request, body: Annotated[ProbeJob, Body()]) -> dict[str
 
     description = f"probe {len(model_ids)} model(s) on {dataset_id}"
     return jobs(request).submit("probe", description, work).as_dict()
+
+
+@router.post("/finetune", status_code=202, dependencies=[Depends(require_token)])
+def start_finetune(request: Request, body: Annotated[FinetuneJob, Body()]) -> dict[str, Any]:
+    """Fine-tune a source on a target as a job (``transfer.loop.plan`` then ``run``); the run and its
+    TRANSFERRED_TO outcome are recorded in the graph, and the job's result is the run's summary."""
+    cfg, graph = config(request), handle(request)
+    auto = body.source == "auto"
+    with graph.read() as store:  # a bad target or source fails now, not inside the job
+        target_id = store.resolve(body.target, (Label.DATASET,))[1]
+        source_id = "auto" if auto else store.resolve(body.source, (Label.MODEL,))[1]
+
+    def work(progress: Progress) -> dict[str, Any]:
+        from transfer.loop import default_run_dir, plan, run
+
+        with graph.write() as store:
+            the_plan = plan(
+                store,
+                target_id,
+                source_id,
+                body.settings,
+                probe=body.probe if auto else 0,
+                probe_missing=auto,
+                rank=auto,
+                epochs=body.epochs,
+                step=progress.step,
+            )
+            epochs = the_plan.settings.epochs
+            progress.advance(0, epochs, f"fine-tuning {the_plan.source_id} on {target_id}")
+
+            def on_epoch(report: Any) -> None:
+                progress.advance(
+                    report.epoch,
+                    report.epochs,
+                    f"epoch {report.epoch}/{report.epochs} stage {report.stage}: "
+                    f"loss {report.train_loss:.3f}, {report.eval_split} acc {report.eval_accuracy:.3f}",
+                )
+
+            run_name = f"{default_run_dir(the_plan).name}--{uuid.uuid4().hex[:8]}"
+            result = run(
+                the_plan,
+                out_dir=cfg.probes_dir.parent / "runs" / run_name,
+                progress=on_epoch,
+                step=progress.step,
+            )
+        return {k: v for k, v in result.summary().items() if k != "epochs"}
+
+    description = f"fine-tune {source_id} on {target_id} ({body.settings})"
+    return jobs(request).submit("finetune", description, work).as_dict()
 
 
 @router.get("/{job_id}")
