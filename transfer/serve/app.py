@@ -20,7 +20,7 @@ TEMPLATES = Path(__file__).with_name("templates")
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    from transfer.cli import is_user_error  # the one definition of "a user can fix this"
+    from kg.errors import is_user_error  # the one definition of "a user can fix this"
 
     return is_user_error(exc)
 

@@ -38,7 +38,7 @@ def serve(
     """Serve the graph: a JSON API (OpenAPI page at /docs) and a web UI. Reads are open; writes need
     Authorization: Bearer $KGRAFT_TOKEN. The server holds the store open: on the embedded store other
     kgraft commands can read the file while it runs but not write it."""
-    from transfer.cli import user_errors
+    from transfer.cli.common import user_errors
     from transfer.render import err_console
 
     try:

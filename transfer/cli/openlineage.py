@@ -40,7 +40,7 @@ def export_events(
     """Emit every recorded Activity as START and COMPLETE/FAIL RunEvents with kgraft facets."""
     _needs_client()
     from kg.openlineage import activity_events, emit, transport_for
-    from transfer.cli import store_from, user_errors
+    from transfer.cli.common import store_from, user_errors
     from transfer.render import err_console
 
     with user_errors():
@@ -62,7 +62,7 @@ def import_events(
     kgraft outcomes; the run id is the key, so importing a file twice changes nothing."""
     _needs_client()
     from kg.openlineage import import_batch, read_events
-    from transfer.cli import store_from
+    from transfer.cli.common import store_from
     from transfer.render import console
 
     with store_from(ctx) as store:

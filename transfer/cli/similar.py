@@ -33,7 +33,7 @@ def similar(
     """Measure how alike DATASET is to the other datasets (class-concept overlap through WordNet,
     profile statistics, an embedding from a fixed reference encoder), record the results as
     SIMILAR_TO edges, and list the most similar datasets."""
-    from transfer.cli import store_from
+    from transfer.cli.common import store_from
     from transfer.dataset_similarity import find_similar
     from transfer.render import console, err_console, rows_table
 
