@@ -24,9 +24,20 @@ def _translate(exc: Exception) -> KgError:
 
     if isinstance(exc, ne.AuthError):
         return AuthenticationFailed("Neo4j refused the credentials; check NEO4J_USER and NEO4J_PASSWORD.")
+    if isinstance(exc, ne.IncompleteCommit):
+        return StoreUnavailable(
+            "the connection to Neo4j broke while committing, so the write may or may not be in the graph; "
+            "check the graph, then rerun the command."
+        )
     if isinstance(exc, ne.ServiceUnavailable | ne.SessionExpired):
         return StoreUnavailable(f"cannot reach Neo4j: {exc}")
     code = getattr(exc, "code", "") or ""
+    if code.endswith(".DatabaseUnavailable") or isinstance(exc, ne.DatabaseUnavailable):
+        # A server stopping or starting: the open transaction is rolled back, never half-committed.
+        return StoreUnavailable(
+            "the Neo4j database became unavailable (the server is stopping or starting); an unfinished "
+            "write was not kept, so rerun the command once the server is back."
+        )
     message = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
     if "AccessMode" in code or "read access mode" in message:
         return ReadOnlyViolation("this query writes to the graph; rerun it with --write to allow that.")
