@@ -11,6 +11,7 @@ import gzip
 import importlib.resources
 import importlib.util
 import inspect
+import os
 import pickle
 from collections import Counter
 from collections.abc import Callable
@@ -24,7 +25,8 @@ from PIL import Image
 
 from transfer.data.base import DataError, ImageDataset
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+# Debian's dataset-fashion-mnist; KGRAFT_FASHION_MNIST_DIR points elsewhere (a copy on a machine without it).
+FASHION_MNIST_DIR = Path(os.environ.get("KGRAFT_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]  # fmt: skip
@@ -132,7 +134,8 @@ def load_fashion_mnist(folder: str | Path = FASHION_MNIST_DIR) -> ImageDataset:
     """Fashion-MNIST (Zalando): 60,000 train + 10,000 test 28x28 grayscale product photos, 10 classes."""
     if not Path(folder).is_dir():
         raise DataError(
-            f"Fashion-MNIST is not under {folder}; install it with `apt-get install dataset-fashion-mnist`."
+            f"Fashion-MNIST is not under {folder}; install it with `apt-get install dataset-fashion-mnist` "
+            "or set KGRAFT_FASHION_MNIST_DIR to a folder of its IDX files."
         )
     return load_idx_folder(folder, FASHION_MNIST_CLASSES, name="fashion-mnist", domain="fashion-products")
 
