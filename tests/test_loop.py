@@ -22,7 +22,7 @@ from transfer.data.sources import load_dataset
 from transfer.loop import estimator_kinds_on, plan, rank_target
 from transfer.register import register_dataset, register_model
 from transfer.zoo import build_model, save_checkpoint
-from transfer.zoo_graph import record_from_spec
+from transfer.zoo.registration import record_from_spec
 
 TARGET = "digits"
 QUICK = TrainConfig(epochs=30, ensemble=2)

@@ -12,7 +12,7 @@ from transfer.data.derive import derive
 from transfer.data.sources import load_dataset
 from transfer.probe.run import probe
 from transfer.register import register_dataset
-from transfer.zoo_graph import build_and_register_demo_zoo
+from transfer.zoo.registration import build_and_register_demo_zoo
 
 VARIANTS = {
     "fm-rot90": ("rotate", {"degrees": 90}),

@@ -30,7 +30,7 @@ from transfer.report import (
     validate_report,
     write_report,
 )
-from transfer.zoo_graph import build_and_register_demo_zoo
+from transfer.zoo.registration import build_and_register_demo_zoo
 
 TARGET = "digits-rot90"
 QUICK = TrainConfig(epochs=30, ensemble=2)

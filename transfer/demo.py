@@ -153,7 +153,7 @@ def build_zoo(
     """Pretrain the demo zoo on the registered data (cached) and record it, with ccexam's models.
 
     ``sources`` names the datasets to pretrain on (default ``ZOO_SOURCES``)."""
-    from transfer.zoo_graph import build_and_register_demo_zoo, register_ccexam
+    from transfer.zoo.registration import build_and_register_demo_zoo, register_ccexam
 
     names = ZOO_SOURCES if sources is None else sources
     datasets = {result.datasets[name]: result.loaded[result.datasets[name]] for name in names}

@@ -64,7 +64,7 @@ def model_add(
 ) -> None:
     """Record a pretrained model with its preprocessing and layer groups."""
     from transfer.register import register_model
-    from transfer.zoo_graph import record_from_spec
+    from transfer.zoo.registration import record_from_spec
 
     with store_from(ctx) as store:
         record = record_from_spec(

@@ -17,7 +17,6 @@ from transfer.zoo.architectures import (
     layer_groups,
 )
 from transfer.zoo.ccexam import CCEXAM_MODELS, ccexam_installed, ccexam_records, ccexam_weights_path
-from transfer.zoo.demo import DemoSettings, build_demo_zoo, default_demo_datasets
 from transfer.zoo.groups import (
     check_layer_groups,
     compress_groups,
@@ -41,6 +40,7 @@ from transfer.zoo.loading import (
     save_checkpoint,
     torchvision_cache_path,
 )
+from transfer.zoo.pretrain import DemoSettings, build_demo_zoo, default_demo_datasets
 from transfer.zoo.record import ModelRecord, ZooError
 
 __all__ = [
