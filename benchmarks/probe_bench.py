@@ -25,17 +25,13 @@ from collections.abc import Callable
 import torch
 from machine import cpu_name  # benchmarks/machine.py: run these scripts as files
 
-from transfer.probe.estimators import (
-    _check,
-    _gram,
-    _hscore_from_moments,
-    _logme_from_moments,
-    _moments,
-    _sfda_from_moments,
-    hscore,
-    logme,
-    sfda,
-)
+from transfer.probe.estimators import hscore, logme, sfda
+from transfer.probe.estimators.hscore import hscore_from_moments
+from transfer.probe.estimators.inputs import check_inputs
+from transfer.probe.estimators.linalg import gram
+from transfer.probe.estimators.logme import logme_from_moments
+from transfer.probe.estimators.moments import centred_moments
+from transfer.probe.estimators.sfda import sfda_from_moments
 
 
 def make_features(samples: int, dims: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,8 +54,8 @@ def load_average() -> float:
 
 def shared_moments(features: torch.Tensor, labels: torch.Tensor) -> float:
     """LogME + H-score + SFDA on one Gram product, as ``estimate_all`` runs them when N >= 2 D."""
-    moments = _moments(features, _check(features, labels))
-    return _logme_from_moments(moments).score + _hscore_from_moments(moments) + _sfda_from_moments(moments)
+    moments = centred_moments(features, check_inputs(features, labels))
+    return logme_from_moments(moments).score + hscore_from_moments(moments) + sfda_from_moments(moments)
 
 
 def main() -> None:
@@ -73,7 +69,7 @@ def main() -> None:
     features, labels = make_features(args.samples, args.dims, args.classes)
     runs: dict[str, Callable[[], float]] = {
         # the floor: every D x D estimator needs at least one N x D^2 product (SFDA needs two)
-        "reference: one Gram product F^T F": lambda: float(_gram(features)[0, 0]),
+        "reference: one Gram product F^T F": lambda: float(gram(features)[0, 0]),
         "LogME": lambda: logme(features, labels),
         "SFDA": lambda: sfda(features, labels),
         "H-score (shrinkage)": lambda: hscore(features, labels),

@@ -13,6 +13,7 @@ import torch
 from sklearn.covariance import LedoitWolf
 from sklearn.linear_model import LogisticRegression
 
+from ontology.vocab import ScoreRole, score_kinds
 from transfer.probe import ProbeError
 from transfer.probe.estimators import (
     Estimates,
@@ -21,6 +22,7 @@ from transfer.probe.estimators import (
     hscore,
     knn_accuracy,
     leep,
+    linalg,
     linear_probe_accuracy,
     logme,
     logme_fit,
@@ -359,6 +361,15 @@ def test_estimate_all_runs_every_applicable_estimator_and_says_what_it_skipped()
     logits = torch.randn(120, 7, generator=torch.Generator().manual_seed(0))
     with_head = estimate_all(features, labels, source_logits=logits)
     assert {"leep", "nce"} <= set(with_head) and with_head.skipped == {}
+    # every name is an estimator score kind of the vocabulary, and every such kind is measured
+    assert set(with_head) == set(score_kinds(ScoreRole.ESTIMATOR))
+    # N >= 2 D: LogME, H-score and SFDA share one Gram product, and give what each gives alone
+    alone = {
+        "logme": logme(features, labels),
+        "hscore": hscore(features, labels),
+        "sfda": sfda(features, labels),
+    }
+    assert {k: with_head[k] for k in alone} == pytest.approx(alone, rel=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -406,25 +417,21 @@ def test_cuda_tensors_give_the_cpu_scores() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_gram_matches_the_plain_product(dtype: torch.dtype) -> None:
-    from transfer.probe.estimators import _gram
-
     x = torch.randn(6149, 40, generator=torch.Generator().manual_seed(20), dtype=dtype)
-    gram = _gram(x)
-    assert gram.dtype == dtype and torch.equal(gram, gram.T)
+    product = linalg.gram(x)
+    assert product.dtype == dtype and torch.equal(product, product.T)
     expected = x.double().T @ x.double()
     tol = 1e-4 if dtype == torch.float32 else 1e-10
-    assert torch.allclose(gram.double(), expected, rtol=tol, atol=tol * float(expected.abs().max()))
+    assert torch.allclose(product.double(), expected, rtol=tol, atol=tol * float(expected.abs().max()))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_eigen_projection_matches_a_full_eigendecomposition(dtype: torch.dtype) -> None:
-    from transfer.probe.estimators import _eigh_project
-
     generator = torch.Generator().manual_seed(21)
     a = torch.randn(60, 45, generator=generator, dtype=torch.float64)
     sym = (a.T @ a).to(dtype)  # (45, 45), distinct eigenvalues
     rhs = torch.randn(45, 7, generator=generator, dtype=torch.float64)
-    evals, projected = _eigh_project(sym, rhs)
+    evals, projected = linalg.eigh_project(sym, rhs)
     ref_evals, ref_vecs = np.linalg.eigh(sym.double().numpy())
     ref_projected = ref_vecs.T @ rhs.numpy()
     tol = 2e-4 if dtype == torch.float32 else 1e-9
