@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -242,12 +242,25 @@ def import_graph(g: Graph) -> GraphBatch:
     offending IRI for an unknown ``kg:`` class or property, a literal with the wrong datatype, a
     relationship whose ends are not typed nodes, or an unknown relationship type.
     """
-    label_of_class = {URIRef(class_iri(label)): label for label in Label}
-    rel_of_pred = {URIRef(rel_iri(rel)): rel for rel in Rel}
-    rel_of_name = {rel.value: rel for rel in Rel}
-    structural = {REL_SOURCE, REL_TARGET, REL_TYPE}
+    labels, reified = _typed_subjects(g)
+    batch = GraphBatch()
+    ends = _import_nodes(g, labels, batch)
+    covered = _import_reified_relationships(g, reified, ends, batch)
+    _import_plain_relationships(g, ends, covered, batch)
+    _refuse_untyped_kg_terms(g, labels.keys() | set(reified))
+    return batch
 
-    # 1. who is what: nodes by kg: class, and reified relationships
+
+@lru_cache(maxsize=1)
+def _rel_of_predicate() -> dict[URIRef, Rel]:
+    """Each relationship type by the predicate IRI of its plain triple."""
+    return {URIRef(rel_iri(rel)): rel for rel in Rel}
+
+
+def _typed_subjects(g: Graph) -> tuple[dict[Node, Label], list[Node]]:
+    """Who is what: the subjects typed with a ``kg:`` node class (with their label), and the reified
+    relationships (typed ``kg:Relationship``). Refuses an unknown class and a subject with two types."""
+    label_of_class = {URIRef(class_iri(label)): label for label in Label}
     labels: dict[Node, Label] = {}
     reified: list[Node] = []
     for subject, cls in g.subject_objects(RDF.type):
@@ -264,24 +277,37 @@ def import_graph(g: Graph) -> GraphBatch:
     for r in reified:
         if r in labels:
             raise InvalidRecord(f"{r.n3()} is typed as both kg:Relationship and kg:{labels[r]}.")
-    reified_set = set(reified)
+    return labels, reified
 
-    # 2. nodes and their properties
-    batch = GraphBatch()
+
+def _kg_properties(
+    g: Graph, subject: Node, kinds: dict[str, str], skip: Container[Node], who: str, owner: str
+) -> dict[str, Any]:
+    """The ``kg:`` properties of ``subject`` (other than the predicates in ``skip``) as Python values
+    of their ``kinds``; refuses a property ``owner`` does not have and a property given twice.
+    ``who`` names the subject in messages."""
+    props: dict[str, Any] = {}
+    for pred, obj in g.predicate_objects(subject):
+        if not (isinstance(pred, URIRef) and pred in KG) or pred in skip:
+            continue
+        name = pred[len(NAMESPACE) :]
+        if name not in kinds:
+            raise InvalidRecord(f"{who}: {owner} has no property kg:{name}.")
+        if name in props:
+            raise InvalidRecord(f"{who} has more than one kg:{name}.")
+        props[name] = _value(obj, kinds[name], f"{who} kg:{name}")
+    return props
+
+
+def _import_nodes(g: Graph, labels: dict[Node, Label], batch: GraphBatch) -> dict[Node, tuple[Label, str]]:
+    """Add every typed node with its properties to ``batch``; returns each subject's (label, id).
+    Refuses a node without a ``kg:id`` and two subjects with the same label and id."""
     ends: dict[Node, tuple[Label, str]] = {}
     seen: dict[tuple[Label, str], Node] = {}
     for subject, label in labels.items():
-        kinds = NODES[label].properties
-        props: dict[str, Any] = {}
-        for pred, obj in g.predicate_objects(subject):
-            if not (isinstance(pred, URIRef) and pred in KG) or pred in rel_of_pred:
-                continue
-            name = pred[len(NAMESPACE) :]
-            if name not in kinds:
-                raise InvalidRecord(f"{subject.n3()}: a kg:{label} has no property kg:{name}.")
-            if name in props:
-                raise InvalidRecord(f"{subject.n3()} has more than one kg:{name}.")
-            props[name] = _value(obj, kinds[name], f"{subject.n3()} kg:{name}")
+        props = _kg_properties(
+            g, subject, NODES[label].properties, _rel_of_predicate(), subject.n3(), f"a kg:{label}"
+        )
         node_id = props.pop("id", None)
         if not node_id:
             raise InvalidRecord(f"{subject.n3()} is a kg:{label} without a kg:id.")
@@ -292,17 +318,29 @@ def import_graph(g: Graph) -> GraphBatch:
         seen[(label, node_id)] = subject
         ends[subject] = (label, node_id)
         batch.node(label, node_id, **props)
+    return ends
 
-    def end(node: Node, what: str) -> tuple[Label, str]:
-        if node not in ends:
-            raise InvalidRecord(f"{what} joins {node.n3()}, which is not a typed kgraft node.")
-        return ends[node]
 
-    def check_ends(rel: Rel, src: tuple[Label, str], dst: tuple[Label, str], what: str) -> None:
-        if (src[0], dst[0]) not in RELS[rel].ends:
-            raise InvalidRecord(f"{what}: {rel} cannot join a {src[0]} to a {dst[0]}.")
+def _end(ends: dict[Node, tuple[Label, str]], node: Node, what: str) -> tuple[Label, str]:
+    """The (label, id) of a relationship's end, refusing one that is not a typed node."""
+    if node not in ends:
+        raise InvalidRecord(f"{what} joins {node.n3()}, which is not a typed kgraft node.")
+    return ends[node]
 
-    # 3. reified relationships carry the properties
+
+def _check_ends(rel: Rel, src: tuple[Label, str], dst: tuple[Label, str], what: str) -> None:
+    """Refuse a relationship between labels its type cannot join."""
+    if (src[0], dst[0]) not in RELS[rel].ends:
+        raise InvalidRecord(f"{what}: {rel} cannot join a {src[0]} to a {dst[0]}.")
+
+
+def _import_reified_relationships(
+    g: Graph, reified: list[Node], ends: dict[Node, tuple[Label, str]], batch: GraphBatch
+) -> set[tuple[Node, Rel, Node]]:
+    """Add the reified relationships, which carry the properties, to ``batch``; returns the
+    (source, type, target) triples they cover, so the plain triples beside them are not added twice."""
+    rel_of_name = {rel.value: rel for rel in Rel}
+    structural = {REL_SOURCE, REL_TARGET, REL_TYPE}
     covered: set[tuple[Node, Rel, Node]] = set()
     for r in reified:
         rel_type = _single(g, r, REL_TYPE)
@@ -311,37 +349,33 @@ def import_graph(g: Graph) -> GraphBatch:
             raise InvalidRecord(f"relationship {r.n3()} has the unknown kg:relType {rel_type.n3(_NS)}.")
         s, o = _single(g, r, REL_SOURCE), _single(g, r, REL_TARGET)
         what = f"{rel} relationship {r.n3()}"
-        src, dst = end(s, what), end(o, what)
-        check_ends(rel, src, dst, what)
-        spec = RELS[rel]
-        props = {}
-        for pred, obj in g.predicate_objects(r):
-            if not (isinstance(pred, URIRef) and pred in KG) or pred in structural:
-                continue
-            name = pred[len(NAMESPACE) :]
-            if name not in spec.properties:
-                raise InvalidRecord(f"relationship {r.n3()}: {rel} has no property kg:{name}.")
-            if name in props:
-                raise InvalidRecord(f"relationship {r.n3()} has more than one kg:{name}.")
-            props[name] = _value(obj, spec.properties[name], f"relationship {r.n3()} kg:{name}")
+        src, dst = _end(ends, s, what), _end(ends, o, what)
+        _check_ends(rel, src, dst, what)
+        props = _kg_properties(g, r, RELS[rel].properties, structural, f"relationship {r.n3()}", str(rel))
         batch.edge(rel, src, dst, **props)
         covered.add((s, rel, o))
+    return covered
 
-    # 4. direct triples without properties
-    for pred, rel in rel_of_pred.items():
+
+def _import_plain_relationships(
+    g: Graph, ends: dict[Node, tuple[Label, str]], covered: set[tuple[Node, Rel, Node]], batch: GraphBatch
+) -> None:
+    """Add the direct ``kg:`` triples between nodes (relationships without properties) to ``batch``."""
+    for pred, rel in _rel_of_predicate().items():
         for s, o in g.subject_objects(pred):
             if (s, rel, o) in covered:
                 continue
             what = f"the triple {s.n3()} {pred.n3(_NS)} {o.n3()}"
-            src, dst = end(s, what), end(o, what)
-            check_ends(rel, src, dst, what)
+            src, dst = _end(ends, s, what), _end(ends, o, what)
+            _check_ends(rel, src, dst, what)
             batch.edge(rel, src, dst)
 
-    # 5. kg: terms on anything that is neither a node nor a relationship are a mistake, not noise
+
+def _refuse_untyped_kg_terms(g: Graph, typed: Container[Node]) -> None:
+    """``kg:`` terms on anything that is neither a node nor a relationship are a mistake, not noise."""
     for subject, pred in g.subject_predicates():
-        if isinstance(pred, URIRef) and pred in KG and subject not in labels and subject not in reified_set:
+        if isinstance(pred, URIRef) and pred in KG and subject not in typed:
             raise InvalidRecord(f"{subject.n3()} uses {pred.n3(_NS)} but has no kgraft class.")
-    return batch
 
 
 # -- validation ------------------------------------------------------------------------------------
