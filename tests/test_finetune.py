@@ -24,10 +24,11 @@ from kg.lineage import ancestors
 from ontology.vocab import Label
 from transfer.data import ImageDataset, derive, load_dataset
 from transfer.finetune import FinetuneError, FinetuneSettings, finetune, main, oom_retry, settings_for
-from transfer.finetune import engine as engine_module
+from transfer.finetune import train as train_module
 from transfer.finetune.checkpoint import checkpoint_file, load_state
-from transfer.finetune.data import LUMINANCE, Preprocess, adapt_channels, class_weights, save_dataset_file
+from transfer.finetune.data import LUMINANCE, Preprocess, adapt_channels, class_weights
 from transfer.finetune.schedule import L2SP, group_rates, make_optimizer, plan_epochs, stage_rates
+from transfer.register import register_dataset, register_model
 from transfer.zoo import (
     ModelRecord,
     build_demo_zoo,
@@ -37,6 +38,7 @@ from transfer.zoo import (
     load_model,
     record_from_torchvision,
 )
+from transfer.zoo.registration import record_from_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not ccexam_installed(), reason="needs the ccexam weights: pip install ccexam")
@@ -305,14 +307,14 @@ def test_out_of_memory_halves_the_micro_batch_and_retries() -> None:
 def test_the_engine_retries_a_step_that_ran_out_of_memory(usps, digits, tmp_path, monkeypatch) -> None:
     s = fast("linear-probe", epochs=1)
     plain = finetune(usps, digits, s, out_dir=tmp_path / "plain")
-    real_step = engine_module._train_step
+    real_step = train_module._train_step
 
     def tight_memory(fit, stage, scaler, inputs, y, micro):
         if micro > 16:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return real_step(fit, stage, scaler, inputs, y, micro)
 
-    monkeypatch.setattr(engine_module, "_train_step", tight_memory)
+    monkeypatch.setattr(train_module, "_train_step", tight_memory)
     tight = finetune(usps, digits, s, out_dir=tmp_path / "tight")
     assert tight.epochs[0].micro_batch == 16 and plain.epochs[0].micro_batch == 32
     # Micro-batches accumulate into one optimiser step per batch: the same training, up to rounding.
@@ -379,7 +381,7 @@ def test_channel_adaptation_is_explicit_and_recorded(records, fashion, digits, t
     raw = torch.nn.functional.interpolate(small.images[:2].float() / 255, size=(32, 32), mode="bilinear")
     for c in range(3):  # every channel is the same grayscale image under that channel's statistics
         torch.testing.assert_close(x[:, c : c + 1] * svhn.std[c] + svhn.mean[c], raw, atol=1e-5, rtol=0)
-    with caplog.at_level(logging.INFO, logger="transfer.finetune.engine"):
+    with caplog.at_level(logging.INFO, logger="transfer.finetune"):
         result = finetune(svhn, small, fast("linear-probe", epochs=1), out_dir=tmp_path / "svhn")
     assert any("grayscale to RGB by repeating" in n for n in result.notes)
     assert "grayscale to RGB" in caplog.text
@@ -492,37 +494,60 @@ def test_the_run_its_lineage_and_outcome_are_in_the_graph(
     torch.testing.assert_close(reloaded(x), result.model.cpu()(x))
 
 
-def test_torchrun_two_processes_record_one_run(usps, digits, tmp_path) -> None:
-    data = save_dataset_file(digits, tmp_path / "digits.pt")
-    uri = f"embedded:{tmp_path / 'graph.lbug'}"
+def register_digits_and_usps(store: GraphStore) -> None:
+    """The graph ``kgraft finetune --source ccexam.usps --target digits`` needs."""
+    register_dataset(store, load_dataset("digits"))
+    register_model(store, record_from_spec("ccexam:usps"))
+
+
+def test_torchrun_plans_on_rank_0_and_records_one_run(store, tmp_path) -> None:
+    """``torchrun -m transfer.finetune.torchrun`` is ``kgraft finetune`` on two processes: rank 0 plans
+    (given source, preset) and rebuilds digits from the graph, both ranks train under DDP, and only
+    rank 0 writes the graph: one run, one fine-tuned model, one outcome."""
+    register_digits_and_usps(store)
+    uri = store.uri
+    if store.dialect == "ladybug":
+        store.close()  # the entry point opens the file itself
     env = {
         k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_PORT")
     }
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-        "-m", "transfer.finetune.engine", "--source", "ccexam.usps", "--target", str(data),
-        "--out-dir", str(tmp_path / "run"), "--store", uri, "--target-id", "digits-10-shot",
-        "--set", "epochs=2", "--set", "batch_size=16", "--set", "base_lr=0.01",
-        "--result-json", str(tmp_path / "result.json"),
+        "-m", "transfer.finetune.torchrun", "--store", uri, "--source", "ccexam.usps", "--target", "digits",
+        "--settings", "fastai", "--epochs", "2", "--set", "batch_size=64", "--set", "base_lr=0.01",
+        "--out", str(tmp_path / "run"), "--result-json", str(tmp_path / "result.json"),
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "result.json").read_text())
     assert summary["finished"] and "DDP x2" in summary["device"] and summary["accuracy"] > 0.5
-    with open_store(uri) as store:
-        (activity,) = store.nodes(Label.ACTIVITY)
+    graph = open_store(uri) if store.dialect == "ladybug" else store
+    try:
+        (activity,) = graph.nodes(Label.ACTIVITY)
         assert activity["id"] == summary["run_id"] and activity["status"] == "finished"
         assert activity["extra"]["world_size"] == 2 and len(activity["metrics"]["epochs"]) == 2
-        assert store.count(Label.MODEL) == 2  # the source and the fine-tuned model
-        rows = store.query("MATCH (:Model)-[t:TRANSFERRED_TO]->(:Dataset) RETURN t.activity AS a")
+        assert activity["settings"]["preset"] == "fastai" and activity["settings"]["batch_size"] == 64
+        assert graph.count(Label.MODEL) == 2  # the source and the fine-tuned model
+        rows = graph.query(
+            "MATCH (:Model {id: $s})-[t:TRANSFERRED_TO]->(:Dataset {id: $d}) RETURN t.activity AS a",
+            {"s": "ccexam.usps", "d": "digits"},
+        )
         assert rows == [{"a": summary["run_id"]}]
+    finally:
+        if graph is not store:
+            graph.close()
 
 
 def test_entry_point_reports_user_errors_in_one_line(tmp_path, capsys) -> None:
-    code = main(
-        ["--source", "ccexam.usps", "--target", "digits", "--out-dir", str(tmp_path), "--set", "epochs=0"]
-    )
-    assert code == 2
+    uri = f"embedded:{tmp_path / 'graph.lbug'}"
+    with open_store(uri) as store:
+        register_digits_and_usps(store)
+    common = ["--store", uri, "--source", "ccexam.usps", "--out", str(tmp_path / "run")]
+    assert main([*common, "--target", "digits", "--set", "epochs=0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: epochs must be at least 1, got 0."
+    assert main([*common, "--target", "no-such-data"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: epochs must be at least 1, got 0."
+    assert err.startswith("error: ") and "no-such-data" in err and "\n" not in err
+    with open_store(uri) as store:
+        assert store.count(Label.ACTIVITY) == 0 and not (tmp_path / "run").exists()

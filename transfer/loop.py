@@ -32,11 +32,13 @@ from ontology.vocab import Label
 
 if TYPE_CHECKING:  # torch-heavy types, imported where used
     from gnn.scores import Recommendation
+    from transfer.data import ImageDataset
     from transfer.finetune.engine import EpochReport, FinetuneResult
     from transfer.finetune.settings import FinetuneSettings
     from transfer.policy import Decision
     from transfer.probe.run import ProbeReport
     from transfer.source_choice import SourceChoice
+    from transfer.zoo.record import ModelRecord
 
 ALL = 1_000_000
 """``top`` that ranks every candidate."""
@@ -446,6 +448,73 @@ def _source_data(p: TransferPlan, note: Step) -> Any:
         return None
 
 
+@dataclass(frozen=True)
+class RunInputs:
+    """What every process of a run needs, rebuilt from the plan's graph once: the source's record, the
+    target's images, the settings, the run folder, and the source's pretraining data (for forgetting).
+
+    Plain data (picklable): under ``torchrun`` rank 0 builds it and broadcasts it to the other ranks,
+    which have no store (``transfer.finetune.torchrun``).
+    """
+
+    source: ModelRecord
+    target: ImageDataset
+    target_id: str
+    settings: FinetuneSettings
+    out_dir: Path
+    source_data: ImageDataset | None = None
+    source_dataset_id: str | None = None
+
+
+def prepare_run(
+    p: TransferPlan, *, out_dir: Path | None = None, step: Step = _quiet, note: Step = _quiet
+) -> RunInputs:
+    """Rebuild what the plan names from its graph: the source's record, the target, and the source's
+    pretraining data when it can be rebuilt (``note`` says when it cannot)."""
+    from transfer.register import materialise
+    from transfer.zoo.record import ModelRecord
+
+    record = ModelRecord.from_properties(p.store.node(Label.MODEL, p.source_id))
+    step(f"rebuilding {p.target_id}")
+    target = materialise(p.store, p.target_id)
+    source_data = _source_data(p, note)
+    return RunInputs(
+        source=record,
+        target=target,
+        target_id=p.target_id,
+        settings=p.settings,
+        out_dir=out_dir or default_run_dir(p),
+        source_data=source_data,
+        source_dataset_id=p.source_dataset_id if source_data is not None else None,
+    )
+
+
+def execute(
+    inputs: RunInputs,
+    store: GraphStore | None,
+    *,
+    resume: bool = False,
+    measure_baseline: bool = False,
+    progress: Callable[[EpochReport], None] | None = None,
+) -> FinetuneResult:
+    """Fine-tune as ``inputs`` say and record the run in ``store`` (rank 0's; ``None`` on the others)."""
+    from transfer.finetune.engine import finetune
+
+    return finetune(
+        inputs.source,
+        inputs.target,
+        inputs.settings,
+        out_dir=inputs.out_dir,
+        store=store,
+        target_id=inputs.target_id,
+        source_dataset=inputs.source_data,
+        source_dataset_id=inputs.source_dataset_id,
+        resume=resume,
+        progress=progress,
+        measure_baseline=measure_baseline,
+    )
+
+
 def run(
     p: TransferPlan,
     *,
@@ -462,33 +531,15 @@ def run(
     ``retrain_scorer`` (a folder) retrain the GNN scorer on the new outcome when it is stale.
 
     ``note`` receives what could not be measured (one line each); ``progress`` every epoch's report.
+    ``run`` is ``prepare_run`` then ``execute``; under ``torchrun`` the entry point calls the two itself,
+    with a broadcast between them.
     """
-    from transfer.finetune.engine import finetune
-    from transfer.register import materialise
-    from transfer.zoo.record import ModelRecord
-
-    store = p.store
-    record = ModelRecord.from_properties(store.node(Label.MODEL, p.source_id))
-    step(f"rebuilding {p.target_id}")
-    target = materialise(store, p.target_id)
-    source_data = _source_data(p, note)
+    inputs = prepare_run(p, out_dir=out_dir, step=step, note=note)
     step(f"fine-tuning {p.source_id} on {p.target_id}")
-    result = finetune(
-        record,
-        target,
-        p.settings,
-        out_dir=out_dir or default_run_dir(p),
-        store=store,
-        target_id=p.target_id,
-        source_dataset=source_data,
-        source_dataset_id=p.source_dataset_id if source_data is not None else None,
-        resume=resume,
-        progress=progress,
-        measure_baseline=measure_baseline,
-    )
+    result = execute(inputs, p.store, resume=resume, measure_baseline=measure_baseline, progress=progress)
     if retrain_scorer is not None and result.finished:
         step("GNN scorer learns from the new outcome")
-        ensure_scorer(store, retrain_scorer)
+        ensure_scorer(p.store, retrain_scorer)
     return result
 
 

@@ -3,13 +3,17 @@
 ``finetune(source_record, target_dataset, settings, out_dir=...)`` fine-tunes a zoo model on a target
 dataset the way fastai's ``fine_tune`` does (frozen head stage, then discriminative rates with one-cycle),
 checkpoints every epoch so a killed run resumes to the same result, and records the run, its lineage and
-its outcome in the graph. ``python -m transfer.finetune.engine`` (or ``torchrun ... -m
-transfer.finetune.engine``) is the same run from the command line.
+its outcome in the graph. ``torchrun ... -m transfer.finetune.torchrun`` is ``kgraft finetune`` on
+several processes (it plans and runs through ``transfer.loop``).
 
 Modules: ``settings`` (``FinetuneSettings``, presets), ``data`` (channels, resizing, normalisation,
 loaders, class weights), ``schedule`` (epoch plan, discriminative rates, one-cycle, L2-SP), ``engine``
-(the loop), ``runtime`` (device, DDP process group, AMP precision, out-of-memory retry), ``torchrun``
-(the command-line entry point), ``checkpoint`` (atomic resumable state), ``record`` (the graph writes).
+(``finetune``: the run's steps top to bottom), ``train`` (the loop: stages, steps, evaluation),
+``model`` (the head, the frozen prefix, the fine-tuned record), ``measure`` (test accuracy, forgetting,
+the from-scratch baseline), ``results`` (``EpochReport``, ``FinetuneResult``), ``runtime`` (device, DDP
+process group, AMP precision, out-of-memory retry), ``runlog`` (the run's checkpoints and Activity as it
+goes), ``checkpoint`` (atomic resumable state), ``record`` (the graph writes), ``torchrun`` (the
+multi-process entry point).
 """
 
 from __future__ import annotations
@@ -19,17 +23,17 @@ from typing import Any
 
 from transfer.finetune.settings import PRESETS, FinetuneError, FinetuneSettings, settings_for
 
-# The engine loads on first use, so that ``python -m transfer.finetune.engine`` runs it as __main__
-# without a second copy already imported by this package.
+# The torch-heavy modules load on first use, so that ``python -m transfer.finetune.torchrun`` (or
+# ``.engine``) runs as __main__ without a second copy already imported by this package.
 _LAZY = {
-    "EpochReport": "engine",
-    "FinetuneResult": "engine",
-    "FrozenPrefix": "engine",
-    "Progress": "engine",
-    "baseline_settings": "engine",
-    "evaluate": "engine",
+    "EpochReport": "results",
+    "FinetuneResult": "results",
+    "FrozenPrefix": "model",
+    "Progress": "results",
+    "baseline_settings": "measure",
+    "evaluate": "train",
     "finetune": "engine",
-    "prepare_model": "engine",
+    "prepare_model": "model",
     "amp_dtype": "runtime",
     "oom_retry": "runtime",
     "main": "torchrun",

@@ -2,7 +2,8 @@
 numeric precision (AMP dtype, determinism), seeding, and the out-of-memory retry.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) ``start_runtime`` joins the process group (NCCL on CUDA, gloo on
-CPU); ``all_sum``, ``barrier`` and ``broadcast`` are identities in one process. ``oom_retry`` halves the
+CPU) and ``stop_runtime`` leaves it; ``process_group`` holds it for a whole command. ``all_sum``,
+``barrier`` and ``broadcast`` are identities in one process. ``oom_retry`` halves the
 micro-batch when a step runs out of device memory, keeping one optimiser step per loader batch.
 """
 
@@ -22,7 +23,7 @@ import torch.distributed as dist
 
 from transfer.finetune.settings import FinetuneError
 
-log = logging.getLogger("transfer.finetune.engine")  # one logger for the run, as before the split
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -71,6 +72,27 @@ def start_runtime(precision: str) -> Runtime:
     if world_size > 1:
         rank, world_size = dist.get_rank(), dist.get_world_size()
     return Runtime(device, rank, world_size, local_rank, owns, amp_dtype(precision, device))
+
+
+def stop_runtime(rt: Runtime) -> None:
+    """Leave the process group when ``start_runtime`` joined it (a caller's own group stays)."""
+    if rt.owns_process_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group() -> Iterator[Runtime]:
+    """The DDP process group for a whole command under ``torchrun`` (one process: nothing to join).
+
+    The entry point holds it around planning and training, so rank 0 can ``broadcast`` what it planned
+    before the run starts; ``finetune``'s own ``start_runtime`` then finds the group already joined and
+    leaves it to this context. The runtime yielded says the rank; its precision is not the run's.
+    """
+    rt = start_runtime("fp32")
+    try:
+        yield rt
+    finally:
+        stop_runtime(rt)
 
 
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -1,8 +1,17 @@
-"""``python -m transfer.finetune.engine`` / ``torchrun ... -m transfer.finetune.engine``: one fine-tuning
-run from the command line (the argparse entry point; the library call is ``engine.finetune``).
+"""``torchrun ... -m transfer.finetune.torchrun``: ``kgraft finetune`` on several processes (DDP).
 
-    torchrun --nproc_per_node=2 -m transfer.finetune.engine --source ccexam.mnist --target digits \\
-        --out-dir runs/mnist-digits --preset fastai --set epochs=3 --store embedded:.kgraft/graph.lbug
+The same path as ``kgraft finetune``: rank 0 opens the store, plans (``transfer.loop.plan``: the
+source, auto or given, and the settings, preset or auto) and rebuilds the data the plan names
+(``transfer.loop.prepare_run``); it broadcasts those inputs to the other ranks, and every rank fine-tunes
+(``transfer.loop.execute``). Only rank 0 holds the store, so only rank 0 writes the graph; it prints the
+result summary as JSON.
+
+    torchrun --nproc_per_node=2 -m transfer.finetune.torchrun --store embedded:.kgraft/graph.lbug \\
+        --source ccexam.mnist --target digits --settings fastai --set epochs=3 --out runs/mnist-digits
+
+``python -m transfer.finetune.torchrun`` (or ``python -m transfer.finetune.engine``) is the same run in
+one process. The source and the target must be in the graph (``kgraft model add``, ``kgraft dataset
+add``), as for ``kgraft finetune``.
 """
 
 from __future__ import annotations
@@ -13,123 +22,132 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transfer.data import ImageDataset
+from kg import GraphStore, open_store
+from kg.errors import is_user_error
+from transfer.finetune.results import EpochReport
+from transfer.finetune.runtime import broadcast, process_group
 from transfer.finetune.settings import FinetuneError
-from transfer.zoo import ModelRecord, ZooError
+from transfer.loop import RunInputs, execute, plan, prepare_run
+
+log = logging.getLogger(__name__)
+PROBE = 3  # candidates probed before ranking with --source auto, as ``kgraft finetune --probe``
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+@dataclass(frozen=True)
+class Refused:
+    """Rank 0 could not plan the run: the one sentence every rank reports."""
+
+    message: str
 
 
-def _load_source(spec: str) -> ModelRecord:
-    """A record from a JSON file (``ModelRecord.to_properties`` plus optional ``pretrained_on``) or a
-    ccexam model id (``ccexam.mnist``)."""
-    path = Path(spec)
-    if path.is_file():
-        props = json.loads(path.read_text())
-        return ModelRecord.from_properties(props, pretrained_on=props.get("pretrained_on"))
-    if spec.startswith("ccexam."):
-        from transfer.zoo import ccexam_records
+def parser() -> argparse.ArgumentParser:
+    """The options of ``kgraft finetune``, plus ``--store`` and ``--result-json``."""
+    p = argparse.ArgumentParser(
+        prog="torchrun ... -m transfer.finetune.torchrun", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--store", help="embedded:PATH or neo4j://HOST:PORT (default: KGRAFT_STORE, kgraft.toml)")
+    p.add_argument("--source", required=True, help="source model (id or name), or auto")
+    p.add_argument("--target", required=True, help="target dataset (id or name)")
+    p.add_argument("--settings", "--preset", default="fastai", help="full, linear-probe, fastai or auto")
+    p.add_argument("--epochs", type=int, help="total epochs (overrides the preset)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any setting (JSON value)")
+    p.add_argument("--out", "--out-dir", type=Path, help="run folder; default .kgraft/runs/...")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--baseline", "--measure-baseline", action="store_true", help="also train from scratch")
+    p.add_argument("--probe", type=int, default=PROBE, help="with --source auto: candidates to probe first")
+    p.add_argument("--result-json", type=Path, help="also write the summary here (rank 0)")
+    return p
 
-        for record in ccexam_records():
-            if record.id == spec:
-                return record
-    raise FinetuneError(f"--source {spec!r} is neither a model record JSON file nor a ccexam model id.")
+
+def overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as settings overrides (values read as JSON, else as text)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise FinetuneError(f"--set takes KEY=VALUE, got {item!r}.")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
-def _load_data(spec: str) -> ImageDataset:
-    """A dataset file written by ``save_dataset_file`` (``*.pt``) or anything ``load_dataset`` reads."""
-    from transfer.data import load_dataset
-    from transfer.finetune.data import load_dataset_file
+def plan_inputs(store: GraphStore, args: argparse.Namespace) -> RunInputs:
+    """Rank 0: plan as ``kgraft finetune`` does and rebuild what the plan names."""
+    auto = args.source == "auto"
+    the_plan = plan(
+        store,
+        args.target,
+        args.source,
+        args.settings,
+        probe=args.probe if auto else 0,
+        probe_missing=auto,
+        rank=auto,
+        epochs=args.epochs,
+        overrides=overrides(args.set),
+        step=log.info,
+    )
+    for decision in the_plan.decisions:
+        log.info("auto: %s = %s: %s", decision.setting, decision.value, decision.reason)
+    return prepare_run(the_plan, out_dir=args.out, step=log.info, note=log.warning)
 
-    if spec.endswith(".pt") and Path(spec).is_file():
-        return load_dataset_file(spec)
-    return load_dataset(spec)
+
+def report_epoch(report: EpochReport) -> None:
+    """One log line per epoch (rank 0)."""
+    log.info(
+        "epoch %d/%d stage %d: loss %.3f, %s acc %.3f",
+        report.epoch, report.epochs, report.stage, report.train_loss, report.eval_split, report.eval_accuracy,
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m transfer.finetune.engine`` / ``torchrun ... -m transfer.finetune.engine``: one run.
-
-    Prints the result summary as JSON on rank 0. Only rank 0 opens ``--store``.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m transfer.finetune.engine", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--source", required=True, help="model record JSON file or ccexam model id")
-    parser.add_argument(
-        "--target", required=True, help="dataset spec (load_dataset) or kgraft dataset .pt file"
-    )
-    parser.add_argument("--out-dir", required=True)
-    parser.add_argument("--preset", default="fastai")
-    parser.add_argument("--settings", help="JSON object (or file) of settings overrides")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="one settings override"
-    )
-    parser.add_argument("--store", help="graph store URI (rank 0 records the run)")
-    parser.add_argument("--target-id")
-    parser.add_argument("--source-dataset", help="source task data (with a test split) to measure forgetting")
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--measure-baseline", action="store_true")
-    parser.add_argument("--target-close-to-source", action="store_true")
-    parser.add_argument("--result-json", help="also write the summary here (rank 0)")
-    args = parser.parse_args(argv)
+    """Plan on rank 0, share the inputs, fine-tune on every rank; 0 on success, 2 on a user error."""
+    args = parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(  # one voice: the other ranks only warn
         level=logging.INFO if rank == 0 else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
 
-    from transfer.finetune.engine import finetune
-    from transfer.finetune.settings import settings_for
-
-    overrides: dict[str, Any] = {}
-    if args.settings:
-        text = Path(args.settings).read_text() if Path(args.settings).is_file() else args.settings
-        overrides.update(json.loads(text))
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set takes KEY=VALUE, got {item!r}")
-        overrides[key] = _parse_value(value)
+    store: GraphStore | None = None
     try:
-        settings = settings_for(args.preset, **overrides)
-        source = _load_source(args.source)
-        target = _load_data(args.target)
-        source_data = _load_data(args.source_dataset) if args.source_dataset else None
-        is_main = rank == 0
-        store = None
-        if args.store and is_main:
-            from kg import open_store
-
-            store = open_store(args.store)
-        try:
-            result = finetune(
-                source,
-                target,
-                settings,
-                out_dir=args.out_dir,
-                store=store,
-                target_id=args.target_id,
-                source_dataset=source_data,
-                resume=args.resume,
-                measure_baseline=args.measure_baseline,
-                target_close_to_source=args.target_close_to_source,
+        with process_group() as rt:
+            shared: RunInputs | Refused | None = None
+            if rt.is_main:
+                try:
+                    store = open_store(args.store)
+                    shared = plan_inputs(store, args)
+                except Exception as err:
+                    if not is_user_error(err):
+                        raise
+                    shared = Refused(str(err))
+            shared = broadcast(shared, rt)
+            if isinstance(shared, Refused):
+                print(f"error: {shared.message}", file=sys.stderr)
+                return 2
+            progress = report_epoch if rt.is_main else None
+            result = execute(
+                shared, store, resume=args.resume, measure_baseline=args.baseline, progress=progress
             )
-        finally:
-            if store is not None:
-                store.close()
-    except (FinetuneError, ZooError, ValueError) as err:
+    except Exception as err:
+        if not is_user_error(err):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if is_main:
+    finally:
+        if store is not None:
+            store.close()
+    if rank == 0:
         text = json.dumps(result.summary(), indent=1, default=str)
         print(text)
         if args.result_json:
-            Path(args.result_json).write_text(text)
+            args.result_json.write_text(text)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
