@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,6 +15,7 @@ from transfer.cli.common import (
     export_app,
     import_app,
     parse_params,
+    progress_bar,
     show_reaches,
     store_from,
     user_errors,
@@ -87,17 +88,37 @@ def export_rdf(
     console.print(f"wrote {n} triples to {out}")
 
 
+BULK_HELP = (
+    "Neo4j: commit in chunks of 10,000 elements (faster for big first imports, not all or nothing; "
+    "rerun the same command after an interruption to finish it). LadybugDB: the usual atomic load."
+)
+
+
+def _write(store: Any, batch: Any, bulk: bool) -> Any:
+    """``store.apply(batch)``, or with ``bulk`` ``kg.bulk.bulk_apply`` behind a progress bar."""
+    if not bulk:
+        return store.apply(batch)
+    from kg.bulk import bulk_apply
+
+    with progress_bar() as progress:
+        task = progress.add_task("writing in chunks", total=batch.node_count() + batch.edge_count())
+        return bulk_apply(store, batch, progress=lambda done, total: progress.update(task, completed=done))
+
+
 @import_app.command("rdf")
 def import_rdf(
-    ctx: typer.Context, path: Annotated[Path, typer.Argument(help="Turtle or JSON-LD file.")]
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="Turtle or JSON-LD file.")],
+    bulk: Annotated[bool, typer.Option("--bulk", help=BULK_HELP)] = False,
 ) -> None:
-    """Read an RDF export back into the graph (all or nothing; validated against the SHACL shapes)."""
+    """Read an RDF export back into the graph (validated against the SHACL shapes; all or nothing unless
+    --bulk)."""
     from kg.rdf import read_rdf
 
     with user_errors():
         batch = read_rdf(path)
     with store_from(ctx) as store:
-        stats = store.apply(batch)
+        stats = _write(store, batch, bulk)
     console.print(
         f"imported {path}: {stats.nodes_created} nodes and {stats.edges_created} relationships created"
     )
@@ -124,6 +145,7 @@ def import_wordnet(
     dict_dir: Annotated[Path, typer.Option("--dict", help="WordNet 3.0 dict folder.")] = Path(
         "/usr/share/wordnet"
     ),
+    bulk: Annotated[bool, typer.Option("--bulk", help=BULK_HELP)] = False,
 ) -> None:
     """Load the WordNet noun hierarchy (about 82k synsets) as Concepts with IS_A, in bulk."""
     from kg.wordnet import WordNet, to_batch
@@ -131,8 +153,13 @@ def import_wordnet(
     with store_from(ctx) as store:
         with err_console.status("reading WordNet"):
             batch = to_batch(WordNet.load(dict_dir))
-        with err_console.status(f"writing {batch.node_count():,} concepts and {batch.edge_count():,} IS_A"):
-            stats = store.apply(batch)
+        if bulk:
+            stats = _write(store, batch, bulk)
+        else:
+            with err_console.status(
+                f"writing {batch.node_count():,} concepts and {batch.edge_count():,} IS_A"
+            ):
+                stats = store.apply(batch)
     console.print(f"WordNet: {stats.nodes_created:,} concepts created, {stats.nodes_updated:,} updated")
 
 
