@@ -123,7 +123,19 @@ def transfergraph_batch(directory: str | Path) -> GraphBatch:
     Raises ``InvalidRecord`` (one sentence) for a missing file or column, a malformed number, an
     accuracy outside [0, 1], or a run whose model is not in the model table.
     """
-    directory = Path(directory)
+    models, targets, records = _read_tables(Path(directory))
+    b = GraphBatch()
+    pretrained_labels: dict[str, set[int]] = {}  # pretraining dataset -> the models' class counts
+    known = {_add_model(b, row, i, pretrained_labels) for i, row in enumerate(models, start=2)}
+    profile = dict(_add_target(b, row, i) for i, row in enumerate(targets, start=2))
+    for i, row in enumerate(records, start=2):
+        _add_run(b, row, i, known, profile, pretrained_labels)
+    return b
+
+
+def _read_tables(directory: Path) -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]]:
+    """The model, target and record tables of a TransferGraph folder (line numbers as an editor shows
+    them start at 2); the target table is optional. Refuses a missing folder or an empty model table."""
     if not directory.is_dir():
         raise InvalidRecord(f"{directory} is not a folder of TransferGraph records.")
     models = _read(directory / MODEL_FILE, _MODEL_COLUMNS)
@@ -132,113 +144,135 @@ def transfergraph_batch(directory: str | Path) -> GraphBatch:
     targets = _read(targets_path, _TARGET_COLUMNS) if targets_path.exists() else []
     if not models:
         raise InvalidRecord(f"{MODEL_FILE} in {directory} has no models.")
+    return models, targets, records
 
-    b = GraphBatch()
-    known: set[str] = set()
-    pretrained_labels: dict[str, set[int]] = {}
-    for i, row in enumerate(models, start=2):  # line numbers as an editor shows them
-        name = (row.get("model") or "").strip()
-        if not name:
-            raise InvalidRecord(f"{MODEL_FILE} line {i} has no model name.")
-        where = f"{MODEL_FILE} line {i} ({name})"
-        accuracy = _number(row.get("accuracy", ""), f"{where}: accuracy")
-        num_params = _number(row.get("number_of_parameters", ""), f"{where}: number_of_parameters")
-        labels = _number(row.get("#labels", ""), f"{where}: #labels")
-        size = _number(row.get("input_shape", ""), f"{where}: input_shape")
-        extra: dict[str, Any] = {"model_type": (row.get("model_type") or "").strip() or None}
-        for column in ("output_shape", "memory_consumption", "problem_type"):
-            value = (row.get(column) or "").strip()
-            if value:
-                extra[column] = value
-        pretrained_on = (row.get("dataset") or "").strip()
-        b.node(
-            Label.MODEL,
-            model_id(name),
-            name=name,
-            kind="classifier",
-            architecture=_architecture(row.get("architectures", "")),
-            num_params=int(num_params) if num_params is not None else None,
-            num_classes=int(labels) if labels is not None else None,
-            input_size=[3, int(size), int(size)] if size else None,
-            metrics={"reported_accuracy": accuracy} if accuracy is not None else None,
-            source=SOURCE,
-            extra={k: v for k, v in extra.items() if v is not None},
-        )
-        known.add(name)
-        if pretrained_on:
-            if labels is not None:
-                pretrained_labels.setdefault(pretrained_on, set()).add(int(labels))
-            b.node(Label.DATASET, dataset_id(pretrained_on), name=pretrained_on, source=SOURCE)
-            b.edge(
-                Rel.TRAINED_ON,
-                (Label.MODEL, model_id(name)),
-                (Label.DATASET, dataset_id(pretrained_on)),
-                split="train",
-            )
 
-    profile: dict[str, tuple[float | None, float | None]] = {}  # target -> (size, classes)
-    for i, row in enumerate(targets, start=2):
-        name = (row.get("target_dataset") or "").strip()
-        if not name:
-            raise InvalidRecord(f"{TARGETS_FILE} line {i} has no target_dataset.")
-        where = f"{TARGETS_FILE} line {i} ({name})"
-        size = _number(row.get("size", ""), f"{where}: size")
-        classes = _number(row.get("number_of_classes", ""), f"{where}: number_of_classes")
-        profile[name] = (size, classes)
-        b.node(
-            Label.DATASET,
-            dataset_id(name),
-            name=name,
-            source=SOURCE,
-            n_samples=int(size) if size is not None else None,
-            n_classes=int(classes) if classes is not None else None,
-        )
-
-    for i, row in enumerate(records, start=2):
-        name = (row.get("model") or "").strip()
-        target = (row.get("finetuned_dataset") or "").strip()
-        index = (row.get("") or "").strip() or str(i - 2)  # the unnamed first column is the row index
-        where = f"{RECORDS_FILE} line {i}"
-        if name not in known:
-            raise InvalidRecord(f"{where} names model {name!r}, which is not in {MODEL_FILE}.")
-        if not target:
-            raise InvalidRecord(f"{where} has no finetuned_dataset.")
-        accuracy = _number(row.get("test_accuracy", ""), f"{where}: test_accuracy", required=True)
-        if not 0.0 <= accuracy <= 1.0:
-            raise InvalidRecord(f"{where}: test_accuracy must lie in [0, 1], got {accuracy}.")
-        extra: dict[str, Any] = {}
-        for column in ("eval_accuracy", "elapsed_time"):
-            value = _number(row.get(column, ""), f"{where}: {column}")
-            if value is not None:
-                extra[column] = value
-        for column in ("train_slice", "val_slice", "test_slice"):
-            value = (row.get(column) or "").strip()
-            if value:
-                extra[column] = value
-        epochs = _number(row.get("epochs", ""), f"{where}: epochs")
-        batch_size = _number(row.get("batch_size", ""), f"{where}: batch_size")
-        size, classes = profile.get(target, (None, None))
-        if classes is None and len(pretrained_labels.get(target, ())) == 1:
-            classes = float(next(iter(pretrained_labels[target])))
-        fraction = _slice_fraction(row.get("train_slice", ""))
-        b.node(Label.DATASET, dataset_id(target), name=target, source=SOURCE)
-        if classes is not None and target not in profile:
-            b.node(Label.DATASET, dataset_id(target), n_classes=int(classes))
+def _add_model(b: GraphBatch, row: dict[str, str], line: int, pretrained_labels: dict[str, set[int]]) -> str:
+    """Add one row of the model table: the Model and, when it names one, its pretraining Dataset with
+    TRAINED_ON. Notes the model's class count under its pretraining dataset; returns the model's name."""
+    name = (row.get("model") or "").strip()
+    if not name:
+        raise InvalidRecord(f"{MODEL_FILE} line {line} has no model name.")
+    where = f"{MODEL_FILE} line {line} ({name})"
+    accuracy = _number(row.get("accuracy", ""), f"{where}: accuracy")
+    num_params = _number(row.get("number_of_parameters", ""), f"{where}: number_of_parameters")
+    labels = _number(row.get("#labels", ""), f"{where}: #labels")
+    size = _number(row.get("input_shape", ""), f"{where}: input_shape")
+    extra: dict[str, Any] = {"model_type": (row.get("model_type") or "").strip() or None}
+    for column in ("output_shape", "memory_consumption", "problem_type"):
+        value = (row.get(column) or "").strip()
+        if value:
+            extra[column] = value
+    b.node(
+        Label.MODEL,
+        model_id(name),
+        name=name,
+        kind="classifier",
+        architecture=_architecture(row.get("architectures", "")),
+        num_params=int(num_params) if num_params is not None else None,
+        num_classes=int(labels) if labels is not None else None,
+        input_size=[3, int(size), int(size)] if size else None,
+        metrics={"reported_accuracy": accuracy} if accuracy is not None else None,
+        source=SOURCE,
+        extra={k: v for k, v in extra.items() if v is not None},
+    )
+    pretrained_on = (row.get("dataset") or "").strip()
+    if pretrained_on:
+        if labels is not None:
+            pretrained_labels.setdefault(pretrained_on, set()).add(int(labels))
+        b.node(Label.DATASET, dataset_id(pretrained_on), name=pretrained_on, source=SOURCE)
         b.edge(
-            Rel.TRANSFERRED_TO,
+            Rel.TRAINED_ON,
             (Label.MODEL, model_id(name)),
-            (Label.DATASET, dataset_id(target)),
-            activity=f"{SOURCE}:{index}",
-            accuracy=accuracy,
-            preset=SOURCE,
-            epochs=int(epochs) if epochs is not None else None,
-            batch_size=int(batch_size) if batch_size is not None else None,
-            learning_rate=_number(row.get("lr", ""), f"{where}: lr"),
-            train_size=round(size * fraction) if size is not None and fraction is not None else None,
-            failed=is_failed_run(accuracy, chance_accuracy(int(classes) if classes else None)),
-            extra=extra,
+            (Label.DATASET, dataset_id(pretrained_on)),
+            split="train",
         )
-    return b
+    return name
+
+
+def _add_target(
+    b: GraphBatch, row: dict[str, str], line: int
+) -> tuple[str, tuple[float | None, float | None]]:
+    """Add one row of the target table as a Dataset with its size and class count; returns
+    (name, (size, classes)) for the runs on it."""
+    name = (row.get("target_dataset") or "").strip()
+    if not name:
+        raise InvalidRecord(f"{TARGETS_FILE} line {line} has no target_dataset.")
+    where = f"{TARGETS_FILE} line {line} ({name})"
+    size = _number(row.get("size", ""), f"{where}: size")
+    classes = _number(row.get("number_of_classes", ""), f"{where}: number_of_classes")
+    b.node(
+        Label.DATASET,
+        dataset_id(name),
+        name=name,
+        source=SOURCE,
+        n_samples=int(size) if size is not None else None,
+        n_classes=int(classes) if classes is not None else None,
+    )
+    return name, (size, classes)
+
+
+def _add_run(
+    b: GraphBatch,
+    row: dict[str, str],
+    line: int,
+    known: set[str],
+    profile: dict[str, tuple[float | None, float | None]],
+    pretrained_labels: dict[str, set[int]],
+) -> None:
+    """Add one row of the record table: a TRANSFERRED_TO outcome from its model to its target (and
+    the target Dataset, with the class count its models agree on when the target table lacks it).
+    ``profile`` holds the target table's (size, classes); a run at chance is marked failed."""
+    name = (row.get("model") or "").strip()
+    target = (row.get("finetuned_dataset") or "").strip()
+    index = (row.get("") or "").strip() or str(line - 2)  # the unnamed first column is the row index
+    where = f"{RECORDS_FILE} line {line}"
+    if name not in known:
+        raise InvalidRecord(f"{where} names model {name!r}, which is not in {MODEL_FILE}.")
+    if not target:
+        raise InvalidRecord(f"{where} has no finetuned_dataset.")
+    accuracy = _number(row.get("test_accuracy", ""), f"{where}: test_accuracy", required=True)
+    if not 0.0 <= accuracy <= 1.0:
+        raise InvalidRecord(f"{where}: test_accuracy must lie in [0, 1], got {accuracy}.")
+    extra = _run_extra(row, where)
+    epochs = _number(row.get("epochs", ""), f"{where}: epochs")
+    batch_size = _number(row.get("batch_size", ""), f"{where}: batch_size")
+    size, classes = profile.get(target, (None, None))
+    if classes is None and len(pretrained_labels.get(target, ())) == 1:
+        classes = float(next(iter(pretrained_labels[target])))
+    fraction = _slice_fraction(row.get("train_slice", ""))
+    b.node(Label.DATASET, dataset_id(target), name=target, source=SOURCE)
+    if classes is not None and target not in profile:
+        b.node(Label.DATASET, dataset_id(target), n_classes=int(classes))
+    b.edge(
+        Rel.TRANSFERRED_TO,
+        (Label.MODEL, model_id(name)),
+        (Label.DATASET, dataset_id(target)),
+        activity=f"{SOURCE}:{index}",
+        accuracy=accuracy,
+        preset=SOURCE,
+        epochs=int(epochs) if epochs is not None else None,
+        batch_size=int(batch_size) if batch_size is not None else None,
+        learning_rate=_number(row.get("lr", ""), f"{where}: lr"),
+        train_size=round(size * fraction) if size is not None and fraction is not None else None,
+        failed=is_failed_run(accuracy, chance_accuracy(int(classes) if classes else None)),
+        extra=extra,
+    )
+
+
+def _run_extra(row: dict[str, str], where: str) -> dict[str, Any]:
+    """The record's columns kept as the outcome's ``extra``: eval accuracy and time as numbers, the
+    split slices as text."""
+    extra: dict[str, Any] = {}
+    for column in ("eval_accuracy", "elapsed_time"):
+        value = _number(row.get(column, ""), f"{where}: {column}")
+        if value is not None:
+            extra[column] = value
+    for column in ("train_slice", "val_slice", "test_slice"):
+        value = (row.get(column) or "").strip()
+        if value:
+            extra[column] = value
+    return extra
 
 
 def _slice_fraction(value: str) -> float | None:
