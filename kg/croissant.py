@@ -324,16 +324,30 @@ def import_croissant(path: str | Path, store: GraphStore | None = None) -> Graph
     name = _text(ds.get(SC + "name"))
     if name is None:
         raise InvalidRecord(f"{path.name} is a Croissant dataset without a name.")
-    dataset_id = _slug_id(name, "dataset")
+    dataset = (Label.DATASET, _slug_id(name, "dataset"))
+    batch = GraphBatch()
+    _add_dataset(batch, ds, dataset[1], name, path.name)
+    _add_agents(batch, ctx, ds, dataset)
+    _add_parents(batch, ds, dataset, store)
+    _add_biases(batch, ds, dataset)
+    _add_classes(batch, ctx, ds, dataset)
+    return batch
 
+
+def _licence(ds: dict[str, Any]) -> str | None:
+    """The dataset's licences joined by ``; `` (an object gives its url, else its name or ``@id``)."""
     license_values = [
         (_text(v.get("url")) or _text(v.get("name")) or _text(v.get("@id")))
         if isinstance(v, dict)
         else _text(v)
         for v in _as_list(ds.get(SC + "license"))
     ]
-    licence = "; ".join(v for v in license_values if v) or None
+    return "; ".join(v for v in license_values if v) or None
 
+
+def _extra(ds: dict[str, Any]) -> dict[str, Any]:
+    """The fields kept in the Dataset's ``extra``: keywords, dates, ``sameAs``, ``conformsTo``, and
+    the ``rai:`` fields not mapped to a bias (under ``"rai"``)."""
     extra: dict[str, Any] = {}
     for key in _EXTRA_FIELDS:
         value = ds.get(SC + key)
@@ -349,22 +363,28 @@ def import_croissant(path: str | Path, store: GraphStore | None = None) -> Graph
     }
     if rai:
         extra["rai"] = rai
+    return extra
 
-    batch = GraphBatch()
-    dataset = (Label.DATASET, dataset_id)
+
+def _add_dataset(batch: GraphBatch, ds: dict[str, Any], dataset_id: str, name: str, file_name: str) -> None:
+    """The ``Dataset`` node itself, with its schema.org properties and ``source`` ``croissant:<file>``."""
+    extra = _extra(ds)
     batch.node(
         Label.DATASET,
         dataset_id,
         name=name,
         description=_text(ds.get(SC + "description")),
         url=_text(ds.get(SC + "url")),
-        license=licence,
+        license=_licence(ds),
         version=_text(ds.get(SC + "version")),
         citation=_text(ds.get(CR + "citeAs")) or _text(ds.get(SC + "citation")),
-        source=f"croissant:{path.name}",
+        source=f"croissant:{file_name}",
         extra=extra or None,
     )
 
+
+def _add_agents(batch: GraphBatch, ctx: _Context, ds: dict[str, Any], dataset: tuple[Label, str]) -> None:
+    """Creators and publishers as ``Agent`` nodes, one ``ATTRIBUTED_TO`` per agent with its roles."""
     roles: dict[str, list[str]] = {}
     for key, role in _AGENT_FIELDS.items():
         for value in _as_list(ds.get(key)):
@@ -374,10 +394,15 @@ def import_croissant(path: str | Path, store: GraphStore | None = None) -> Graph
     for agent_id, agent_roles in roles.items():
         batch.edge(Rel.ATTRIBUTED_TO, dataset, (Label.AGENT, agent_id), role=", ".join(agent_roles))
 
+
+def _add_parents(
+    batch: GraphBatch, ds: dict[str, Any], dataset: tuple[Label, str], store: GraphStore | None
+) -> None:
+    """``DERIVED_FROM`` to each parent dataset; a parent ``store`` already holds keeps its name and url."""
     for key, how in _PARENT_FIELDS.items():
         for value in _as_list(ds.get(key)):
             parent = _parent(value)
-            if parent is None or parent[0] == dataset_id:
+            if parent is None or parent[0] == dataset[1]:
                 continue
             parent_id, parent_name, parent_url = parent
             known = store is not None and store.node(Label.DATASET, parent_id) is not None
@@ -385,13 +410,16 @@ def import_croissant(path: str | Path, store: GraphStore | None = None) -> Graph
                 batch.node(Label.DATASET, parent_id, name=parent_name, url=parent_url)
             batch.edge(Rel.DERIVED_FROM, dataset, (Label.DATASET, parent_id), how=how)
 
+
+def _add_biases(batch: GraphBatch, ds: dict[str, Any], dataset: tuple[Label, str]) -> None:
+    """One ``Bias`` (source ``croissant``, severity ``unknown``) per text of each RAI bias field."""
     for key, kind in BIAS_FIELDS.items():
         for value in _as_list(ds.get(key)):
             text = _text(value.get("description")) if isinstance(value, dict) else None
             text = text or _text(value)
             if text is None:
                 continue
-            bias_id = f"croissant:{dataset_id}:{kind}:{_short_hash(text)}"
+            bias_id = f"croissant:{dataset[1]}:{kind}:{_short_hash(text)}"
             batch.node(
                 Label.BIAS,
                 bias_id,
@@ -403,8 +431,10 @@ def import_croissant(path: str | Path, store: GraphStore | None = None) -> Graph
             )
             batch.edge(Rel.HAS_BIAS, dataset, (Label.BIAS, bias_id))
 
+
+def _add_classes(batch: GraphBatch, ctx: _Context, ds: dict[str, Any], dataset: tuple[Label, str]) -> None:
+    """The class labels as ``Concept`` nodes with ``HAS_CLASS`` (label and class index)."""
     for index, label in enumerate(_class_labels(ctx, ds)):
         concept_id = f"label:{_slug_id(label, 'class')}"
         batch.node(Label.CONCEPT, concept_id, name=label, source="croissant")
         batch.edge(Rel.HAS_CLASS, dataset, (Label.CONCEPT, concept_id), label=label, class_index=index)
-    return batch
