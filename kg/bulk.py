@@ -15,8 +15,9 @@ server's heap until the commit). ``bulk_apply`` gives up all-or-nothing for spee
   not committed, and nothing twice. The checkpoint node is deleted when the load finishes.
 
 An interrupted bulk load leaves a partial graph (whole chunks, nodes before relationships) until it
-is rerun. On LadybugDB ``bulk_apply`` is ``apply``: its load already streams Arrow tables through
-``COPY FROM`` in one transaction, so it stays atomic.
+is rerun; a checkpoint left by a load that is never rerun can be dropped with
+``MATCH (c:KgraftBulkLoad) DELETE c``. On LadybugDB ``bulk_apply`` is ``apply``: its load already
+streams Arrow tables through ``COPY FROM`` in one transaction, so it stays atomic.
 """
 
 from __future__ import annotations
@@ -173,17 +174,20 @@ def _split_chunk(chunk: _Chunk, is_new: Callable[[Any], bool]) -> dict[str, Any]
 
 
 def _plan(batch: GraphBatch, rows_per_tx: int) -> Iterator[_Chunk]:
-    """The batch in chunks, in a fixed order: each label's nodes, then each relationship type's."""
+    """The batch in chunks, in a fixed order: each label's nodes by id, then each relationship type's
+    by ends and key. Sorted, so that a rerun reading the same file plans the same chunks whatever order
+    its reader produced them in."""
     from kg.neo4j_store import edge_row
 
     number = 0
     for label in sorted(batch.nodes):
-        rows = list(batch.nodes[label].values())
+        rows = [batch.nodes[label][i] for i in sorted(batch.nodes[label])]
         for start in range(0, len(rows), rows_per_tx):
             yield _Chunk(number, "node", label, None, rows[start : start + rows_per_tx])
             number += 1
     for key in sorted(batch.edges):
-        rows = [edge_row(r) for r in batch.edges[key].values()]
+        by_key = batch.edges[key]
+        rows = [edge_row(by_key[k]) for k in sorted(by_key, key=lambda k: tuple(map(str, k)))]
         for start in range(0, len(rows), rows_per_tx):
             yield _Chunk(number, "edge", None, key, rows[start : start + rows_per_tx])
             number += 1
