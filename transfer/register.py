@@ -51,6 +51,22 @@ class DatasetRegistration:
     notes: list[str] = field(default_factory=list)
 
 
+_PROFILE_FIELDS = (
+    "n_samples",
+    "split_counts",
+    "n_classes",
+    "class_counts",
+    "imbalance",
+    "image_size",
+    "channels",
+    "mean",
+    "std",
+    "checksum",
+    "modality",
+)
+"""The ``profile_dataset`` fields a Dataset node carries."""
+
+
 def dataset_batch(
     ds: ImageDataset,
     id: str,
@@ -65,8 +81,31 @@ def dataset_batch(
     """The nodes and relationships recording ``ds`` under ``id`` (nothing is written here)."""
     profile = profile or profile_dataset(ds)
     b = GraphBatch()
+    _add_dataset_node(b, ds, id, profile, version, parent)
+    if parent and ds.derivation:
+        _add_derivation(b, ds, id, parent, agent)
+    elif parent:
+        b.edge(Rel.DERIVED_FROM, (D, id), (D, parent), how="unspecified")
+    domain = domain or ds.domain
+    if domain:
+        b.node(DOM, f"domain:{slug(domain)}", name=domain)
+        b.edge(Rel.IN_DOMAIN, (D, id), (DOM, f"domain:{slug(domain)}"))
+    for bias in biases:
+        _add_bias(b, ds, id, bias)
+    if agent:
+        b.node(G, f"agent:{slug(agent)}", name=agent, kind="person")
+        b.edge(Rel.ATTRIBUTED_TO, (D, id), (G, f"agent:{slug(agent)}"), role="registered-by")
+    return b, profile
+
+
+def _add_dataset_node(
+    b: GraphBatch, ds: ImageDataset, id: str, profile: dict[str, Any], version: str | None, parent: str | None
+) -> None:
+    """The Dataset node: its profile, class and split names, and, for a derived dataset whose parent
+    is known, the recipe (without the parent in the graph it could not be replayed)."""
+    derived = bool(ds.derivation and parent)
     extra: dict[str, Any] = {"class_names": ds.class_names, "split_names": list(ds.split_names)}
-    if ds.derivation and parent:  # without its parent in the graph, the recipe could not be replayed
+    if derived:
         extra["derivation"] = ds.derivation
     if ds.skipped:
         extra["skipped_files"] = ds.skipped
@@ -75,69 +114,49 @@ def dataset_batch(
         id,
         name=ds.name,
         version=version,
-        source=parent if (ds.derivation and parent) else ds.source,
+        source=parent if derived else ds.source,
         created=now(),
         extra=extra,
-        **{
-            k: profile[k]
-            for k in (
-                "n_samples",
-                "split_counts",
-                "n_classes",
-                "class_counts",
-                "imbalance",
-                "image_size",
-                "channels",
-                "mean",
-                "std",
-                "checksum",
-                "modality",
-            )
-        },
+        **{k: profile[k] for k in _PROFILE_FIELDS},
     )
-    if parent and ds.derivation:
-        activity = f"derive:{id}"
-        how = ds.derivation["how"]
-        b.node(
-            A,
-            activity,
-            name=f"derive {ds.name} ({how})",
-            kind="preprocessing",
-            status="finished",
-            settings=ds.derivation,
-            started=now(),
-            ended=now(),
-        )
-        b.edge(
-            Rel.DERIVED_FROM, (D, id), (D, parent), how=how, params=ds.derivation["params"], activity=activity
-        )
-        b.edge(Rel.USED, (A, activity), (D, parent), role="input")
-        b.edge(Rel.GENERATED_BY, (D, id), (A, activity))
-        if agent:
-            b.edge(Rel.ASSOCIATED_WITH, (A, activity), (G, f"agent:{slug(agent)}"), role="operator")
-    elif parent:
-        b.edge(Rel.DERIVED_FROM, (D, id), (D, parent), how="unspecified")
-    domain = domain or ds.domain
-    if domain:
-        b.node(DOM, f"domain:{slug(domain)}", name=domain)
-        b.edge(Rel.IN_DOMAIN, (D, id), (DOM, f"domain:{slug(domain)}"))
-    for bias in biases:
-        bias_id = f"bias:{id}:{slug(bias['kind'])}"
-        b.node(
-            B,
-            bias_id,
-            name=f"{bias['kind']} in {ds.name}",
-            kind=bias["kind"],
-            description=bias.get("description"),
-            severity=bias.get("severity", "unknown"),
-            source=bias.get("source", "human"),
-            created=now(),
-        )
-        b.edge(Rel.HAS_BIAS, (D, id), (B, bias_id))
+
+
+def _add_derivation(b: GraphBatch, ds: ImageDataset, id: str, parent: str, agent: str | None) -> None:
+    """The preprocessing Activity that derived ``ds`` from ``parent``: DERIVED_FROM with the recipe,
+    USED, GENERATED_BY, and ASSOCIATED_WITH the agent who ran it."""
+    activity = f"derive:{id}"
+    how = ds.derivation["how"]
+    b.node(
+        A,
+        activity,
+        name=f"derive {ds.name} ({how})",
+        kind="preprocessing",
+        status="finished",
+        settings=ds.derivation,
+        started=now(),
+        ended=now(),
+    )
+    b.edge(Rel.DERIVED_FROM, (D, id), (D, parent), how=how, params=ds.derivation["params"], activity=activity)
+    b.edge(Rel.USED, (A, activity), (D, parent), role="input")
+    b.edge(Rel.GENERATED_BY, (D, id), (A, activity))
     if agent:
-        b.node(G, f"agent:{slug(agent)}", name=agent, kind="person")
-        b.edge(Rel.ATTRIBUTED_TO, (D, id), (G, f"agent:{slug(agent)}"), role="registered-by")
-    return b, profile
+        b.edge(Rel.ASSOCIATED_WITH, (A, activity), (G, f"agent:{slug(agent)}"), role="operator")
+
+
+def _add_bias(b: GraphBatch, ds: ImageDataset, id: str, bias: dict[str, Any]) -> None:
+    """One known bias of the dataset (a ``parse_bias`` record) as a Bias node with HAS_BIAS."""
+    bias_id = f"bias:{id}:{slug(bias['kind'])}"
+    b.node(
+        B,
+        bias_id,
+        name=f"{bias['kind']} in {ds.name}",
+        kind=bias["kind"],
+        description=bias.get("description"),
+        severity=bias.get("severity", "unknown"),
+        source=bias.get("source", "human"),
+        created=now(),
+    )
+    b.edge(Rel.HAS_BIAS, (D, id), (B, bias_id))
 
 
 def register_dataset(
