@@ -23,8 +23,8 @@ from typing import Any
 
 from transfer.finetune.settings import PRESETS, FinetuneError, FinetuneSettings, settings_for
 
-# The torch-heavy modules load on first use, so that ``python -m transfer.finetune.torchrun`` (or
-# ``.engine``) runs as __main__ without a second copy already imported by this package.
+# The torch-heavy modules load on first use, so that ``python -m transfer.finetune.torchrun`` runs as
+# __main__ without a second copy already imported by this package.
 _LAZY = {
     "EpochReport": "results",
     "FinetuneResult": "results",

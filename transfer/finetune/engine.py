@@ -21,7 +21,6 @@ checkpoints and records the run.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -270,8 +269,3 @@ __all__ = [
     "train_baseline",
     "tuned_record",
 ]
-
-if __name__ == "__main__":  # ``python -m transfer.finetune.engine``: the torchrun entry point, as before
-    from transfer.finetune.torchrun import main
-
-    sys.exit(main())

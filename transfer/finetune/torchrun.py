@@ -9,9 +9,9 @@ result summary as JSON.
     torchrun --nproc_per_node=2 -m transfer.finetune.torchrun --store embedded:.kgraft/graph.lbug \\
         --source ccexam.mnist --target digits --settings fastai --set epochs=3 --out runs/mnist-digits
 
-``python -m transfer.finetune.torchrun`` (or ``python -m transfer.finetune.engine``) is the same run in
-one process. The source and the target must be in the graph (``kgraft model add``, ``kgraft dataset
-add``), as for ``kgraft finetune``.
+``python -m transfer.finetune.torchrun`` is the same run in one process (``python -m
+transfer.finetune.engine``, the entry point before, is gone: one way in). The source and the target
+must be in the graph (``kgraft model add``, ``kgraft dataset add``), as for ``kgraft finetune``.
 """
 
 from __future__ import annotations
