@@ -49,8 +49,9 @@ from gnn.model import GnnConfig
 from gnn.scores import recommend
 from gnn.train import TrainConfig, load_scorer, outcome_table, train_scorer
 from kg import GraphBatch, GraphStore, open_store
+from kg.ids import dataset_id
 from kg.similarity import GRAPH_METHODS, graph_similarities, record_similarities
-from kg.transfergraph import dataset_id, transfergraph_batch
+from kg.transfergraph import transfergraph_batch
 from ontology.vocab import Label, Rel
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/benchmarks/transfergraph"

@@ -36,6 +36,7 @@ from typing import Any
 
 from kg.batch import GraphBatch
 from kg.errors import InvalidRecord, NotFound
+from kg.ids import concept_id
 from kg.store import GraphStore
 from kg.wordnet import Synset, SynsetRef, WordNet, add_synset_closure
 from ontology.vocab import Label, Rel
@@ -182,19 +183,13 @@ def class_concepts_batch(
     return batch, unmapped
 
 
-def label_concept_id(class_name: str) -> str:
-    """The id of the dataset-defined concept for a class name: ``label:{slug}`` (``label:zorblax``)."""
-    slug = re.sub(r"[^a-z0-9]+", "_", str(class_name).lower()).strip("_")
-    return f"label:{slug or str(class_name).encode().hex()}"
-
-
 def _label_concept(batch: GraphBatch, name: str, taken: set[str], depth: int | None = None) -> str:
-    base = label_concept_id(name)
-    concept_id, n = base, 1
-    while concept_id in taken:  # two class names with one slug in the same dataset
+    base = concept_id(name)
+    node_id, n = base, 1
+    while node_id in taken:  # two class names with one slug in the same dataset
         n += 1
-        concept_id = f"{base}-{n}"
-    return batch.node(Label.CONCEPT, concept_id, name=name, source="dataset", depth=depth)
+        node_id = f"{base}-{n}"
+    return batch.node(Label.CONCEPT, node_id, name=name, source="dataset", depth=depth)
 
 
 # -- asking the graph ----------------------------------------------------------------------------

@@ -7,15 +7,17 @@ Croissant context, for files that point to it by URL), so ``"name"``, ``"sc:name
 
 What becomes what:
 
-- the ``sc:Dataset`` -> one ``Dataset``. Its id is the slug of its ``name`` (``fashion_mnist`` ->
-  ``fashion-mnist``), so a Croissant import lands on the same node as a dataset registered locally under
-  that name, and re-importing the same file is idempotent. (``@id`` and ``url`` are often absent, or the
-  literal ``"None"``, in real files; the url is kept as the ``url`` property.) ``name``, ``description``,
-  ``url``, ``license`` (an object gives its url or name), ``version`` and ``citeAs`` / ``citation`` map to
-  the properties of the same name; ``source`` is ``croissant:<file name>``; ``extra`` holds keywords,
-  dates, ``sameAs``, ``conformsTo``, and every ``rai:`` field not mapped to a bias (under ``"rai"``).
-  The text ``"None"`` counts as absent (exporters write it for missing values).
-- ``creator`` / ``publisher`` -> ``Agent`` nodes (id = slug of the name; kind ``person`` or
+- the ``sc:Dataset`` -> one ``Dataset``. Its id is ``kg.ids.dataset_id`` of its ``name``
+  (``fashion_mnist`` -> ``fashion-mnist``), so a Croissant import lands on the same node as a dataset
+  registered locally or imported from TransferGraph under that name, and re-importing the same file
+  is idempotent. (``@id`` and ``url`` are often absent, or the literal ``"None"``, in real files; the
+  url is kept as the ``url`` property.) ``name``, ``description``, ``url``, ``license`` (an object
+  gives its url or name), ``version`` and ``citeAs`` / ``citation`` map to the properties of the same
+  name; ``source`` is ``croissant:<file name>`` (a dataset registered from images keeps its own);
+  ``extra`` holds keywords, dates, ``sameAs``, ``conformsTo``, and every ``rai:`` field not mapped to
+  a bias (under ``"rai"``). The text ``"None"`` counts as absent (exporters write it for missing
+  values).
+- ``creator`` / ``publisher`` -> ``Agent`` nodes (id ``agent:<slug of the name>``; kind ``person`` or
   ``organisation`` from ``@type``) with ``ATTRIBUTED_TO`` (role ``creator`` / ``publisher``). E-mail
   addresses are not imported.
 - ``isBasedOn`` / ``prov:wasDerivedFrom`` -> ``DERIVED_FROM`` to a ``Dataset`` per parent
@@ -37,12 +39,13 @@ What becomes what:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kg import ids
+from kg.adopt import adopt
 from kg.batch import GraphBatch
 from kg.errors import InvalidRecord
 from ontology.vocab import Label, Rel
@@ -50,7 +53,7 @@ from ontology.vocab import Label, Rel
 if TYPE_CHECKING:
     from kg.store import GraphStore
 
-__all__ = ["import_croissant", "slug"]
+__all__ = ["import_croissant"]
 
 SC = "https://schema.org/"
 CR = "http://mlcommons.org/croissant/"
@@ -101,20 +104,6 @@ _LABEL_FIELD_NAMES = ("label", "labels", "name", "class", "classes", "category",
 
 
 # -- small helpers ----------------------------------------------------------------------------------
-def slug(text: str) -> str:
-    """Lower-case words joined by ``-``: ``"Fashion_MNIST v2"`` -> ``"fashion-mnist-v2"``."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _slug_id(text: str, what: str) -> str:
-    """A slug, or (for text with no ASCII letters or digits) a stable hash-based id."""
-    return slug(text) or f"{what}-{_short_hash(text)}"
-
-
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -223,7 +212,7 @@ def _agent(batch: GraphBatch, ctx: _Context, value: Any) -> str | None:
         name, url, kind = _text(value), None, None
     if name is None:
         return None
-    return batch.node(Label.AGENT, _slug_id(name, "agent"), name=name, url=url, kind=kind)
+    return batch.node(Label.AGENT, ids.agent_id(name), name=name, url=url, kind=kind)
 
 
 def _parent(value: Any) -> tuple[str, str | None, str | None] | None:
@@ -237,9 +226,9 @@ def _parent(value: Any) -> tuple[str, str | None, str | None] | None:
             return None
         name, url = (None, text) if "://" in text else (text, None)
     if name:
-        return _slug_id(name, "dataset"), name, url
+        return ids.dataset_id(name), name, url
     if url:
-        return _slug_id(url.split("://", 1)[-1], "dataset"), url, url
+        return ids.dataset_id(url.split("://", 1)[-1]), url, url
     return None
 
 
@@ -315,8 +304,9 @@ def import_croissant(path: str | Path, store: GraphStore | None = None) -> Graph
     """Read a Croissant JSON-LD file into a batch (see the module docstring for the mapping).
 
     ``store``, if given, is only read: parent datasets it already holds are linked without
-    overwriting their name and url. Raises ``InvalidRecord`` with one sentence for a file that is
-    not JSON, not a Croissant dataset, or has no name.
+    overwriting their name and url, a dataset registered from images keeps its source, and nodes an
+    older version named differently keep their ids (``kg.adopt``). Raises ``InvalidRecord`` with one
+    sentence for a file that is not JSON, not a Croissant dataset, or has no name.
     """
     path = Path(path)
     item, ctx = _load(path)
@@ -324,14 +314,14 @@ def import_croissant(path: str | Path, store: GraphStore | None = None) -> Graph
     name = _text(ds.get(SC + "name"))
     if name is None:
         raise InvalidRecord(f"{path.name} is a Croissant dataset without a name.")
-    dataset = (Label.DATASET, _slug_id(name, "dataset"))
+    dataset = (Label.DATASET, ids.dataset_id(name))
     batch = GraphBatch()
     _add_dataset(batch, ds, dataset[1], name, path.name)
     _add_agents(batch, ctx, ds, dataset)
     _add_parents(batch, ds, dataset, store)
     _add_biases(batch, ds, dataset)
     _add_classes(batch, ctx, ds, dataset)
-    return batch
+    return adopt(store, batch, "croissant") if store is not None else batch
 
 
 def _licence(ds: dict[str, Any]) -> str | None:
@@ -419,7 +409,7 @@ def _add_biases(batch: GraphBatch, ds: dict[str, Any], dataset: tuple[Label, str
             text = text or _text(value)
             if text is None:
                 continue
-            bias_id = f"croissant:{dataset[1]}:{kind}:{_short_hash(text)}"
+            bias_id = f"croissant:{dataset[1]}:{kind}:{ids.short_hash(text)}"
             batch.node(
                 Label.BIAS,
                 bias_id,
@@ -435,6 +425,6 @@ def _add_biases(batch: GraphBatch, ds: dict[str, Any], dataset: tuple[Label, str
 def _add_classes(batch: GraphBatch, ctx: _Context, ds: dict[str, Any], dataset: tuple[Label, str]) -> None:
     """The class labels as ``Concept`` nodes with ``HAS_CLASS`` (label and class index)."""
     for index, label in enumerate(_class_labels(ctx, ds)):
-        concept_id = f"label:{_slug_id(label, 'class')}"
+        concept_id = ids.concept_id(label)
         batch.node(Label.CONCEPT, concept_id, name=label, source="croissant")
         batch.edge(Rel.HAS_CLASS, dataset, (Label.CONCEPT, concept_id), label=label, class_index=index)

@@ -53,6 +53,7 @@ from openlineage.client.transport.http import HttpConfig, HttpTransport
 
 from kg.batch import GraphBatch
 from kg.errors import InvalidRecord
+from kg.ids import openlineage_dataset_id
 from kg.store import GraphStore
 from ontology.vocab import NAMESPACE, Label, Rel
 
@@ -501,7 +502,7 @@ def _node_id(key: tuple[str, str], facets: Mapping[str, Any]) -> tuple[Label, st
     if entity.get("id") and entity.get("label") in (str(D), str(M)):
         return Label(entity["label"]), entity["id"], entity.get("name") or entity["id"]
     namespace, name = key
-    return D, (name if namespace == NAMESPACE_KGRAFT else f"{namespace}/{name}"), name
+    return D, openlineage_dataset_id(namespace, name, NAMESPACE_KGRAFT), name
 
 
 def _check_store(store: GraphStore, runs: dict[str, _Run]) -> None:

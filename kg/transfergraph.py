@@ -18,7 +18,7 @@ element                               from
                                       ``num_params``, ``num_classes`` (``#labels``), ``input_size``
                                       [3, s, s], ``metrics`` {"reported_accuracy"}, ``extra``
                                       {"model_type", ...}, ``source`` "transfergraph"
-``Dataset transfergraph:{name}``      a pretraining dataset (config ``dataset``) or a target; one node
+``Dataset {dataset_id(name)}``        a pretraining dataset (config ``dataset``) or a target; one node
                                       when a dataset is both (eurosat, cifar100, food101, ...); a
                                       target missing from the features file takes its class count
                                       from the models pretrained on it when they all agree
@@ -29,6 +29,10 @@ element                               from
                                       ``train_size`` = size x the ``train_slice`` fraction), ``failed``
                                       (``kg.outcomes.is_failed_run``), ``extra`` {eval_accuracy, ...}
 ====================================  =============================================================
+
+Dataset ids follow ``kg.ids`` (``cats_vs_dogs`` -> ``cats-vs-dogs``), so a target named like a
+dataset registered locally or imported from Croissant lands on that node; stores written before this
+rule keep their ``transfergraph:{name}`` ids (``kg.adopt``).
 """
 
 from __future__ import annotations
@@ -39,9 +43,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+from kg.adopt import adopt
 from kg.batch import GraphBatch
 from kg.errors import InvalidRecord
+from kg.ids import dataset_id
+from kg.ids import hf_model_id as model_id
 from kg.outcomes import chance_accuracy, is_failed_run
+from kg.store import GraphStore
 from ontology.vocab import Label, Rel
 
 MODEL_FILE = "model_config_dataset.csv"
@@ -60,16 +68,6 @@ _MODEL_COLUMNS = (
 )
 _RECORD_COLUMNS = ("model", "finetuned_dataset", "epochs", "batch_size", "lr", "test_accuracy")
 _TARGET_COLUMNS = ("target_dataset", "size", "number_of_classes")
-
-
-def model_id(name: str) -> str:
-    """The Model id of a Hugging Face model name."""
-    return f"hf:{name}"
-
-
-def dataset_id(name: str) -> str:
-    """The Dataset id of a TransferGraph dataset name (pretraining or target)."""
-    return f"{SOURCE}:{name}"
 
 
 def _read(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
@@ -117,8 +115,11 @@ def _architecture(value: str) -> str | None:
     return str(parsed)
 
 
-def transfergraph_batch(directory: str | Path) -> GraphBatch:
+def transfergraph_batch(directory: str | Path, store: GraphStore | None = None) -> GraphBatch:
     """The TransferGraph records under ``directory`` as one batch (see the module docstring).
+
+    ``store``, if given, is only read: a dataset registered from images keeps its source, and a store
+    written by an older version keeps its ``transfergraph:{name}`` ids (``kg.adopt``).
 
     Raises ``InvalidRecord`` (one sentence) for a missing file or column, a malformed number, an
     accuracy outside [0, 1], or a run whose model is not in the model table.
@@ -130,7 +131,7 @@ def transfergraph_batch(directory: str | Path) -> GraphBatch:
     profile = dict(_add_target(b, row, i) for i, row in enumerate(targets, start=2))
     for i, row in enumerate(records, start=2):
         _add_run(b, row, i, known, profile, pretrained_labels)
-    return b
+    return adopt(store, b, "transfergraph") if store is not None else b
 
 
 def _read_tables(directory: Path) -> tuple[list[dict[str, str]], list[dict[str, str]], list[dict[str, str]]]:

@@ -27,7 +27,7 @@ def _imported(tmp_path: Path) -> str:
 
 def test_gnn_eval_on_chosen_transfergraph_targets(tmp_path) -> None:
     uri = _imported(tmp_path)
-    proc = kgraft("gnn", "eval", "--targets", "textures,transfergraph:pets", *QUICK, store=uri)
+    proc = kgraft("gnn", "eval", "--targets", "textures,pets", *QUICK, store=uri)
     assert proc.returncode == 0, proc.stderr
     lines = {line.split("│")[1].strip(): line for line in proc.stdout.splitlines() if line.count("│") > 3}
     for method in ("gnn", "mean-z", "gbr"):
@@ -35,7 +35,7 @@ def test_gnn_eval_on_chosen_transfergraph_targets(tmp_path) -> None:
         assert cells[2] == "2", lines[method]  # both targets scored
         r, tau = float(cells[0]), float(cells[1])
         assert -1.0 <= r <= 1.0 and -1.0 <= tau <= 1.0
-    assert "transfergraph:textures" in proc.stdout and "transfergraph:pets" in proc.stdout
+    assert "textures" in proc.stdout and "pets" in proc.stdout
     assert "leaves" not in proc.stdout  # only the targets asked for
     assert "no SCORED_ON estimator measurements" in proc.stdout
 
@@ -74,7 +74,7 @@ def test_recommend_notes_a_target_without_profile_and_a_stale_scorer(tmp_path) -
         late.edge(
             Rel.TRANSFERRED_TO,
             (M, model),
-            (D, "transfergraph:textures"),
+            (D, "textures"),
             activity="run:late",
             accuracy=0.5,
             time="2999-01-01T00:00:00+00:00",
@@ -92,7 +92,7 @@ def _a_model(uri: str) -> str:
     with open_store(uri, read_only=True) as store:
         (row,) = store.query(
             "MATCH (m:Model)-[:TRANSFERRED_TO]->(:Dataset {id: $d}) RETURN m.id AS id ORDER BY id LIMIT 1",
-            {"d": "transfergraph:textures"},
+            {"d": "textures"},
         )
     return row["id"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kg import GraphBatch, GraphStore
-from kg.croissant import import_croissant, slug
+from kg.croissant import import_croissant
 from kg.errors import InvalidRecord
 from kg.rdf import export_graph, validate
 from ontology.vocab import Label
@@ -100,12 +100,12 @@ def test_croissant_1_0_rai_fields_agents_and_classes(store: GraphStore) -> None:
 
     agents = edges(store, "ATTRIBUTED_TO", G, "leafscan-mini", "y.id AS id, y.kind AS kind, r.role AS role")
     assert agents == [
-        {"id": "ada-okafor", "kind": "person", "role": "creator"},
-        {"id": "bo-lindqvist", "kind": "person", "role": "creator"},
-        {"id": "field-robotics-lab", "kind": "organisation", "role": "publisher"},
+        {"id": "agent:ada-okafor", "kind": "person", "role": "creator"},
+        {"id": "agent:bo-lindqvist", "kind": "person", "role": "creator"},
+        {"id": "agent:field-robotics-lab", "kind": "organisation", "role": "publisher"},
     ]
-    assert "email" not in store.node(G, "ada-okafor") and "ada@example.org" not in str(
-        store.node(G, "ada-okafor")
+    assert "email" not in store.node(G, "agent:ada-okafor") and "ada@example.org" not in str(
+        store.node(G, "agent:ada-okafor")
     )
 
     classes = edges(
@@ -149,7 +149,7 @@ def test_croissant_1_1_lineage_licence_object_and_enumeration(store: GraphStore)
     assert biases[0]["text"].startswith("Only three of LeafScan's four conditions")  # an object's description
     assert biases[1]["text"] == "Some photographs show the hands of the photographer; no faces."
     (publisher,) = edges(store, "ATTRIBUTED_TO", G, "leafscan-field", "y.id AS id, r.role AS role")
-    assert publisher == {"id": "field-robotics-lab", "role": "creator"}  # one Agent for both datasets
+    assert publisher == {"id": "agent:field-robotics-lab", "role": "creator"}  # one Agent for both datasets
 
     # isEnumeration, the label field typed sc:name, rows keyed by short names; the split list is skipped
     classes = edges(
@@ -216,8 +216,8 @@ def test_shared_bigcode_rai_fields_become_biases(store: GraphStore, shared_corpu
         store, "ATTRIBUTED_TO", G, "bigcode-the-stack", "y.id AS id, y.kind AS kind, r.role AS role"
     )
     assert agents == [
-        {"id": "harm-de-vries", "kind": "person", "role": "creator"},
-        {"id": "leandro-von-werra", "kind": "person", "role": "creator"},
+        {"id": "agent:harm-de-vries", "kind": "person", "role": "creator"},
+        {"id": "agent:leandro-von-werra", "kind": "person", "role": "creator"},
     ]
     extra = store.node(D, "bigcode-the-stack")["extra"]
     assert extra["rai"]["dataCollectionType"] == ["Web Scraping", "Others"]
@@ -265,8 +265,3 @@ def test_bad_files_are_refused(tmp_path: Path, text: str, message: str) -> None:
     path.write_text(text)
     with pytest.raises(InvalidRecord, match=message):
         import_croissant(path)
-
-
-def test_slug() -> None:
-    assert slug("fashion_mnist") == "fashion-mnist"
-    assert slug("  Mini-COCO (2014)!") == "mini-coco-2014"

@@ -32,6 +32,7 @@ from gnn.train import (
 )
 from kg import GraphBatch, GraphStore, open_store
 from kg.errors import InvalidRecord
+from kg.ids import dataset_id
 from kg.transfergraph import transfergraph_batch
 from ontology.vocab import Label, Rel
 from tests.corpus import SHARED_TRANSFERGRAPH, TRANSFERGRAPH
@@ -282,7 +283,7 @@ def test_transfergraph_import_matches_the_csv(transfergraph: Imported) -> None:
         )
         assert trained == [{"d": dataset}]  # one Dataset node for a pretraining set that is also a target
         target, size, classes = corpus.sized
-        node = s.node(D, f"transfergraph:{target}")
+        node = s.node(D, dataset_id(target))
         assert node["n_samples"] == size and node["n_classes"] == classes
     assert data["model"].num_nodes == len(config)
     assert data.n_outcome_runs + data.n_failed_runs == corpus.runs  # failed runs: kept, not a signal
@@ -332,7 +333,7 @@ def _scrambled(data, target: int, seed: int = 0):
 def test_leave_one_target_out_really_hides_the_target(transfergraph: Imported) -> None:
     _, _, data, maps = transfergraph
     first, second = transfergraph.corpus.loto
-    target = maps.index_of("dataset", f"transfergraph:{first}")
+    target = maps.index_of("dataset", dataset_id(first))
     models = outcome_table(data).src[outcome_table(data).dst == target]
     config = TrainConfig(epochs=40, ensemble=1)
 
@@ -348,7 +349,7 @@ def test_leave_one_target_out_really_hides_the_target(transfergraph: Imported) -
 
     # and a planted leak shows in the score
     names = maps.names["dataset"]
-    targets = [target, maps.index_of("dataset", f"transfergraph:{second}")]
+    targets = [target, maps.index_of("dataset", dataset_id(second))]
     honest = loto(data, names=names, targets=targets, train=config, baselines=False)
     leaked = loto(data, names=names, targets=targets, train=config, baselines=False, leak=True)
     r_honest, tau_honest, _ = honest.mean("gnn")

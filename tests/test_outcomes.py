@@ -85,13 +85,13 @@ def test_transfergraph_import_records_regime_and_failed_runs(tmp_path: Path) -> 
         if rel == Rel.TRANSFERRED_TO
         for r in rows.values()
     }
-    first = edges[("hf:org/big", "transfergraph:flowers")]
+    first = edges[("hf:org/big", "flowers")]
     assert (first["epochs"], first["batch_size"], first["learning_rate"]) == (30, 8, 0.01)
     assert first["train_size"] == 700  # 1000 images x the ":0.7" training slice
     assert first["failed"] is True
-    assert edges[("hf:org/foods", "transfergraph:flowers")]["failed"] is False
-    assert edges[("hf:org/foods", "transfergraph:foods")]["failed"] is True
-    assert batch.nodes[D]["transfergraph:foods"]["n_classes"] == 20
+    assert edges[("hf:org/foods", "flowers")]["failed"] is False
+    assert edges[("hf:org/foods", "foods")]["failed"] is True
+    assert batch.nodes[D]["foods"]["n_classes"] == 20
 
 
 def test_scorer_leaves_failed_runs_out_and_recommend_warns(store: GraphStore, tmp_path: Path) -> None:
@@ -101,11 +101,11 @@ def test_scorer_leaves_failed_runs_out_and_recommend_warns(store: GraphStore, tm
     pairs = {
         (maps.id_of("model", s), maps.id_of("dataset", d)) for s, d in data[OUTCOME].edge_index.t().tolist()
     }
-    assert pairs == {("hf:org/foods", "transfergraph:flowers"), ("hf:org/big", "transfergraph:foods")}
+    assert pairs == {("hf:org/foods", "flowers"), ("hf:org/big", "foods")}
     runs = recorded_runs(store, ["hf:org/big"])
     assert {(r.dataset_id, r.failed, r.batch_size) for r in runs} == {
-        ("transfergraph:flowers", True, 8),
-        ("transfergraph:foods", False, 64),
+        ("flowers", True, 8),
+        ("foods", False, 64),
     }
     warning = collapse_warning(runs, train_size=700, batch_size=8)
     assert warning is not None and "1 of 1" in warning and "batch 8" in warning
@@ -113,7 +113,7 @@ def test_scorer_leaves_failed_runs_out_and_recommend_warns(store: GraphStore, tm
 
     train_scorer(store, tmp_path / "scorer", train=QUICK)
     store.apply(_new_target())
-    recs = {r.model_id: r for r in recommend(store, "new-flowers", top=5, train_size=800, batch_size=8)}
+    recs = {r.model_id: r for r in recommend(store, "blooms", top=5, train_size=800, batch_size=8)}
     big = recs["hf:org/big"]
     assert any(
         "collapsed to chance" in f and "collapse rate of 0.50" in f for f in big.facts["compatibility"]
@@ -124,22 +124,22 @@ def test_scorer_leaves_failed_runs_out_and_recommend_warns(store: GraphStore, tm
 
 def _new_target() -> GraphBatch:
     b = GraphBatch()
-    b.node(D, "new-flowers", name="new-flowers", n_samples=1100, n_classes=12)
+    b.node(D, "blooms", name="blooms", n_samples=1100, n_classes=12)
     return b
 
 
 def test_alias_joins_history_and_hides_with_the_target(store: GraphStore, tmp_path: Path) -> None:
     store.apply(transfergraph_batch(_write_records(tmp_path / "tg", RUNS)))
     store.apply(_new_target())
-    a, b = add_alias(store, "new-flowers", "flowers")
-    assert (a, b) == ("new-flowers", "transfergraph:flowers")
-    add_alias(store, "flowers", "new-flowers")  # idempotent, either order
+    a, b = add_alias(store, "blooms", "flowers")
+    assert (a, b) == ("blooms", "flowers")
+    add_alias(store, "flowers", "blooms")  # idempotent, either order
     both = store.query("MATCH (x:Dataset)-[:SAME_AS]->(y:Dataset) RETURN x.id AS a, y.id AS b ORDER BY a")
     assert [(r["a"], r["b"]) for r in both] == [(a, b), (b, a)]
     assert alias_groups(store) == {a: a, b: a}
     assert aliases_of(store, b) == [a]
     with pytest.raises(InvalidRecord, match="same dataset"):
-        add_alias(store, "flowers", "transfergraph:flowers")
+        add_alias(store, "flowers", "flowers")
 
     data, maps = build_hetero(store)
     canonical = canonical_dataset(data, maps.index_of("dataset", b))
@@ -154,7 +154,7 @@ def test_alias_joins_history_and_hides_with_the_target(store: GraphStore, tmp_pa
     assert context.trained_on_data([model], [maps.index_of("dataset", a)]).tolist() == [True]
 
     train_scorer(store, tmp_path / "scorer", train=QUICK)
-    recs = {r.model_id: r for r in recommend(store, "new-flowers", top=5)}
+    recs = {r.model_id: r for r in recommend(store, "blooms", top=5)}
     assert recs["hf:org/foods"].recorded_accuracy == pytest.approx(0.93)
 
 
@@ -167,14 +167,14 @@ def _trained_on(dataset: str) -> GraphBatch:
 def test_alias_exports_as_owl_same_as_and_imports_back(store: GraphStore, tmp_path: Path) -> None:
     store.apply(transfergraph_batch(_write_records(tmp_path / "tg", RUNS)))
     store.apply(_new_target())
-    add_alias(store, "new-flowers", "flowers")
+    add_alias(store, "blooms", "flowers")
     g = export_graph(store)
-    a, b = node_iri(D, "new-flowers"), node_iri(D, "transfergraph:flowers")
+    a, b = node_iri(D, "blooms"), node_iri(D, "flowers")
     assert (a, OWL.sameAs, b) in g and (b, OWL.sameAs, a) in g
     batch = import_graph(g)
     assert {(r["src"], r["dst"]) for r in batch.edges[(Rel.SAME_AS, D, D)].values()} == {
-        ("new-flowers", "transfergraph:flowers"),
-        ("transfergraph:flowers", "new-flowers"),
+        ("blooms", "flowers"),
+        ("flowers", "blooms"),
     }
     assert isinstance(a, URIRef)
 
@@ -198,16 +198,14 @@ def test_cli_alias_and_a_regime_aware_recommendation(
     with open_store(store_uri) as s:
         s.apply(transfergraph_batch(_write_records(tmp_path / "tg", RUNS)))
         s.apply(_new_target())
-    done = kgraft("dataset", "alias", "new-flowers", "flowers", store=store_uri)
+    done = kgraft("dataset", "alias", "blooms", "flowers", store=store_uri)
     assert done.returncode == 0, done.stderr
-    assert "new-flowers SAME_AS transfergraph:flowers" in done.stdout
-    assert_clean_failure(
-        kgraft("dataset", "alias", "new-flowers", "flowrs", store=store_uri), "Closest: flowers"
-    )
+    assert "blooms SAME_AS flowers" in done.stdout
+    assert_clean_failure(kgraft("dataset", "alias", "blooms", "flowrs", store=store_uri), "Closest: flowers")
     assert_clean_failure(kgraft("dataset", "alias", "flowers", "flowers", store=store_uri), "same dataset")
     trained = kgraft("gnn", "train", "--epochs", "10", "--ensemble", "1", store=store_uri)
     assert trained.returncode == 0, trained.stderr
-    args = ("recommend", "new-flowers", "--probe", "0", "--json", "--train-size", "700", "--batch-size", "8")
+    args = ("recommend", "blooms", "--probe", "0", "--json", "--train-size", "700", "--batch-size", "8")
     ranked = kgraft(*args, store=store_uri)
     assert ranked.returncode == 0, ranked.stderr
     recs = {r["model_id"]: r for r in json.loads(ranked.stdout)}

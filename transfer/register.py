@@ -7,14 +7,15 @@ check them against the recorded checksum.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kg import GraphBatch, GraphStore
+from kg import GraphBatch, GraphStore, ids
+from kg.adopt import adopt, stored_dataset_id
 from kg.clock import now
 from kg.concepts import class_concepts_batch
 from kg.errors import InvalidRecord, NotFound
+from kg.ids import slug  # noqa: F401  (the one rule, kg.ids; re-exported for older imports)
 from kg.wordnet import WordNet
 from ontology.vocab import Label, Rel
 from transfer.data.base import ImageDataset
@@ -24,20 +25,12 @@ from transfer.zoo.record import ModelRecord
 D, B, A, G, DOM = Label.DATASET, Label.BIAS, Label.ACTIVITY, Label.AGENT, Label.DOMAIN
 
 
-def slug(text: str) -> str:
-    """A stable id fragment: lower case, runs of other characters to ``-``."""
-    out = re.sub(r"[^a-z0-9._@]+", "-", text.lower()).strip("-")
-    if not out:
-        raise InvalidRecord(f"cannot make an id from {text!r}; give a name with letters or digits.")
-    return out
-
-
 def parse_bias(text: str) -> dict[str, str]:
     """``"kind: description"`` (the CLI's ``--bias``) as a bias record."""
     kind, sep, description = text.partition(":")
     if not sep or not kind.strip() or not description.strip():
         raise InvalidRecord(f"--bias takes 'kind: description', got {text!r}.")
-    return {"kind": slug(kind.strip()), "description": description.strip(), "source": "human"}
+    return {"kind": ids.name_key(kind.strip(), "bias"), "description": description.strip(), "source": "human"}
 
 
 @dataclass
@@ -88,13 +81,13 @@ def dataset_batch(
         b.edge(Rel.DERIVED_FROM, (D, id), (D, parent), how="unspecified")
     domain = domain or ds.domain
     if domain:
-        b.node(DOM, f"domain:{slug(domain)}", name=domain)
-        b.edge(Rel.IN_DOMAIN, (D, id), (DOM, f"domain:{slug(domain)}"))
+        b.node(DOM, ids.domain_id(domain), name=domain)
+        b.edge(Rel.IN_DOMAIN, (D, id), (DOM, ids.domain_id(domain)))
     for bias in biases:
         _add_bias(b, ds, id, bias)
     if agent:
-        b.node(G, f"agent:{slug(agent)}", name=agent, kind="person")
-        b.edge(Rel.ATTRIBUTED_TO, (D, id), (G, f"agent:{slug(agent)}"), role="registered-by")
+        b.node(G, ids.agent_id(agent), name=agent, kind="person")
+        b.edge(Rel.ATTRIBUTED_TO, (D, id), (G, ids.agent_id(agent)), role="registered-by")
     return b, profile
 
 
@@ -140,12 +133,12 @@ def _add_derivation(b: GraphBatch, ds: ImageDataset, id: str, parent: str, agent
     b.edge(Rel.USED, (A, activity), (D, parent), role="input")
     b.edge(Rel.GENERATED_BY, (D, id), (A, activity))
     if agent:
-        b.edge(Rel.ASSOCIATED_WITH, (A, activity), (G, f"agent:{slug(agent)}"), role="operator")
+        b.edge(Rel.ASSOCIATED_WITH, (A, activity), (G, ids.agent_id(agent)), role="operator")
 
 
 def _add_bias(b: GraphBatch, ds: ImageDataset, id: str, bias: dict[str, Any]) -> None:
     """One known bias of the dataset (a ``parse_bias`` record) as a Bias node with HAS_BIAS."""
-    bias_id = f"bias:{id}:{slug(bias['kind'])}"
+    bias_id = ids.bias_id(id, bias["kind"])
     b.node(
         B,
         bias_id,
@@ -179,7 +172,7 @@ def register_dataset(
     mapped to noun synsets (preferring senses under ``concept_hint``) and recorded as HAS_CLASS with
     their IS_A hierarchy; names with no synset become their own Concept and are listed in ``notes``.
     """
-    id = id or slug(ds.name)
+    id = id or stored_dataset_id(store, ds.name)
     profile = profile_dataset(ds)
     parent = derived_from
     version = None
@@ -210,7 +203,7 @@ def register_dataset(
         batch.merge(concepts)
         if unmapped:
             notes.append(f"no WordNet synset for {len(unmapped)} class name(s): {', '.join(unmapped)}")
-    store.apply(batch)
+    store.apply(adopt(store, batch, "register"))
     return DatasetRegistration(
         id, profile, batch, created=existing is None or version is not None, notes=notes
     )
@@ -289,10 +282,10 @@ def model_batch(
             b.edge(Rel.USED, (A, activity), (D, pretrained_on), role="train")
             b.edge(Rel.GENERATED_BY, (Label.MODEL, model_id), (A, activity))
             if agent:
-                b.edge(Rel.ASSOCIATED_WITH, (A, activity), (G, f"agent:{slug(agent)}"), role="operator")
+                b.edge(Rel.ASSOCIATED_WITH, (A, activity), (G, ids.agent_id(agent)), role="operator")
     if agent:
-        b.node(G, f"agent:{slug(agent)}", name=agent, kind="software" if "kgraft" in agent else "person")
-        b.edge(Rel.ATTRIBUTED_TO, (Label.MODEL, model_id), (G, f"agent:{slug(agent)}"), role="creator")
+        b.node(G, ids.agent_id(agent), name=agent, kind="software" if "kgraft" in agent else "person")
+        b.edge(Rel.ATTRIBUTED_TO, (Label.MODEL, model_id), (G, ids.agent_id(agent)), role="creator")
     return b
 
 
@@ -307,7 +300,8 @@ def register_model(
     """Record a model (see ``model_batch``); its pretraining dataset must already be in the graph."""
     if pretrained_on is not None:
         pretrained_on = store.resolve(pretrained_on, (D,))[1]
-    store.apply(model_batch(record, pretrained_on=pretrained_on, training=training, agent=agent))
+    batch = model_batch(record, pretrained_on=pretrained_on, training=training, agent=agent)
+    store.apply(adopt(store, batch, "register"))
     return record.id
 
 
@@ -325,6 +319,6 @@ def external_dataset_batch(key: str) -> GraphBatch:
     name, spec, domain = EXTERNAL_DATASETS[key]
     b = GraphBatch()
     b.node(D, key, name=name, source=spec, modality="image", created=now())
-    b.node(DOM, f"domain:{slug(domain)}", name=domain)
-    b.edge(Rel.IN_DOMAIN, (D, key), (DOM, f"domain:{slug(domain)}"))
+    b.node(DOM, ids.domain_id(domain), name=domain)
+    b.edge(Rel.IN_DOMAIN, (D, key), (DOM, ids.domain_id(domain)))
     return b

@@ -28,7 +28,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from kg import GraphStore
-from kg.errors import KgError
+from kg.errors import KgError, NotFound
+from kg.ids import dataset_id
 from ontology.vocab import Label
 from transfer.data import ImageDataset
 from transfer.finetune.record import (
@@ -173,9 +174,16 @@ def _source_id(store: GraphStore, source: str | ModelRecord) -> str:
 
 
 def _target_id(store: GraphStore, target: str | ImageDataset) -> str:
+    """The target's Dataset id: registered from its images, or found by id, name, or the id its name
+    gives (``kg.ids.dataset_id``: ``"Oxford_Pets"`` finds ``oxford-pets``)."""
     if isinstance(target, ImageDataset):
         return ensure_dataset(store, target, None)
-    return store.resolve(target, (Label.DATASET,))[1]
+    try:
+        return store.resolve(target, (Label.DATASET,))[1]
+    except NotFound:
+        if target.strip() and store.node(Label.DATASET, dataset_id(target)) is not None:
+            return dataset_id(target)
+        raise
 
 
 def _positive(name: str, value: Any, kind: type) -> Any:

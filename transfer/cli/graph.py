@@ -178,7 +178,7 @@ def import_transfergraph(
     from kg.transfergraph import transfergraph_batch
 
     with store_from(ctx) as store:
-        stats = store.apply(transfergraph_batch(folder))
+        stats = store.apply(transfergraph_batch(folder, store))
     console.print(
         f"TransferGraph: {stats.nodes_created:,} nodes and {stats.edges_created:,} relationships created"
     )

@@ -16,7 +16,8 @@ One run writes (PROV-O shaped):
 The Activity is written as ``running`` (``resumed`` when a run continues from a checkpoint) before
 training, its metrics are updated after every epoch, and it ends ``finished`` or ``failed`` (with the
 error in ``extra.error``). Every write is one ``GraphBatch``, so the graph never holds half a run.
-Ids: ``run:{slug(source)}->{slug(target)}:{UTC timestamp}[-n]`` and ``model:...`` with the same tail.
+Ids: ``run:{slug(source)}->{slug(target)}:{UTC timestamp}[-n]`` (``kg.ids.run_id``) and ``model:...``
+with the same tail.
 
 The outcome carries the ``Regime`` the run trained under, and ``failed`` when its accuracy is at
 chance for the target (``kg.outcomes.is_failed_run``: less than 5% of the gap from chance, the larger
@@ -36,11 +37,12 @@ from typing import Any
 
 from kg import GraphBatch, GraphStore
 from kg.errors import NotFound
+from kg.ids import run_id as run_id_of
 from kg.outcomes import chance_accuracy, is_failed_run
 from ontology.vocab import Label, Rel
 from transfer.data import ImageDataset
 from transfer.finetune.settings import FinetuneSettings
-from transfer.register import model_batch, now, register_dataset, register_model, slug
+from transfer.register import model_batch, now, register_dataset, register_model
 from transfer.zoo import ModelRecord
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ def target_chance(store: GraphStore, target_id: str) -> float:
 def new_run_id(source_id: str, target_id: str, store: GraphStore | None = None) -> str:
     """``run:{source}->{target}:{timestamp}``, with ``-2``, ``-3``... when that id is already taken."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    base = f"run:{slug(source_id)}->{slug(target_id)}:{stamp}"
+    base = run_id_of(source_id, target_id, stamp)
     run_id, n = base, 1
     while store is not None and store.node(A, run_id) is not None:
         n += 1
@@ -110,10 +112,10 @@ def ensure_source_model(store: GraphStore, record: ModelRecord) -> str:
 
 def ensure_dataset(store: GraphStore, ds: ImageDataset, dataset_id: str | None) -> str:
     """The id of ``ds`` in the graph: ``dataset_id`` when that node exists, else ``ds`` registered under it
-    (or under ``slug(ds.name)``); registering identical content again is a no-op."""
+    (or under ``kg.ids.dataset_id(ds.name)``); registering identical content again is a no-op."""
     if dataset_id and store.node(D, dataset_id) is not None:
         return dataset_id
-    return register_dataset(store, ds, id=dataset_id or slug(ds.name)).id
+    return register_dataset(store, ds, id=dataset_id).id
 
 
 def start_batch(

@@ -66,8 +66,8 @@ def make_report(
     progress: Progress,
 ) -> dict[str, Any]:
     """``kgraft report`` as a job: write the report into ``reports_dir/<target slug>``."""
+    from kg.ids import slug
     from ontology.vocab import Label
-    from transfer.register import slug
     from transfer.report import write_report
 
     target_id = store.resolve(target, (Label.DATASET,))[1]

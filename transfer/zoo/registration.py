@@ -10,8 +10,9 @@ from pathlib import Path
 
 from kg import GraphStore
 from kg.errors import InvalidRecord
+from kg.ids import checkpoint_id
 from transfer.data.base import ImageDataset
-from transfer.register import external_dataset_batch, model_batch, register_model, slug
+from transfer.register import external_dataset_batch, model_batch, register_model
 from transfer.zoo.architectures import build_model
 from transfer.zoo.ccexam import ccexam_installed, ccexam_records
 from transfer.zoo.loading import (
@@ -121,7 +122,7 @@ def record_from_spec(
     record = record_for_model(
         model,
         architecture,
-        id=slug(name or path.stem),
+        id=checkpoint_id(name or path.stem),
         input_size=size,
         mean=_floats(mean, "--mean"),
         std=_floats(std, "--std"),
