@@ -428,7 +428,7 @@ def plan(
 
 def default_run_dir(p: TransferPlan) -> Path:
     """``.kgraft/runs/SOURCE--TARGET--PRESET``."""
-    from transfer.register import slug
+    from kg.ids import slug
 
     return Path(".kgraft/runs") / f"{slug(p.source_id)}--{slug(p.target_id)}--{p.preset}"
 

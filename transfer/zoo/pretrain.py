@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from kg.clock import now
+from kg.ids import dataset_id
 from transfer.data import ImageDataset, checksum, derive, load_dataset, pixel_stats
 from transfer.zoo.architectures import SmallCNN
 from transfer.zoo.loading import file_checksum, record_for_model, save_checkpoint
@@ -78,10 +78,6 @@ def default_demo_datasets() -> dict[str, ImageDataset]:
         derive(fashion, "imbalance", {"ratio": 10}, seed=0),
     ]
     return {ds.name: ds for ds in datasets}
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "dataset"
 
 
 def cache_key(dataset_checksum: str, settings: DemoSettings) -> str:
@@ -237,7 +233,7 @@ def build_demo_zoo(
     for ds in datasets.values():
         data_checksum = checksum(ds)
         key = cache_key(data_checksum, settings)
-        stem = f"{_slug(ds.name)}-{ARCHITECTURE}-{key[:12]}"
+        stem = f"{dataset_id(ds.name)}-{ARCHITECTURE}-{key[:12]}"
         checkpoint, meta_path = out / f"{stem}.safetensors", out / f"{stem}.json"
         cached = _load_cached(meta_path, checkpoint)
         if cached is not None:
@@ -262,7 +258,7 @@ def build_demo_zoo(
         record = record_for_model(
             model,
             ARCHITECTURE,
-            id=f"kgraft-demo.{ARCHITECTURE}.{_slug(ds.name)}.{key[:8]}",
+            id=f"kgraft-demo.{ARCHITECTURE}.{dataset_id(ds.name)}.{key[:8]}",
             name=f"SmallCNN-w{width} on {ds.name}",
             input_size=(ds.channels, *ds.image_size),
             mean=mean,
