@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from kg import GraphStore, open_store
+from kg.ids import slug
 from kg.lineage import ancestors
 from ontology.vocab import Label
 from transfer.data import ImageDataset, derive, load_dataset
@@ -435,7 +436,7 @@ def test_the_run_its_lineage_and_outcome_are_in_the_graph(
     )  # fmt: skip
     assert [e.epoch for e in seen] == [1, 2]
     run, tuned = result.run_id, result.model_id
-    assert run.startswith(f"run:{fashion_cnn.id.lower()}->digits-10-shot:") and tuned == "model:" + run[4:]
+    assert run.startswith(f"run:{slug(fashion_cnn.id)}->digits-10-shot:") and tuned == "model:" + run[4:]
 
     activity = store.node(Label.ACTIVITY, run)
     assert activity["kind"] == "finetuning" and activity["status"] == "finished"

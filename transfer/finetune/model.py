@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from kg.clock import now
 from transfer.data import ImageDataset
 from transfer.finetune.data import Size, channel_adaptation
 from transfer.finetune.settings import FinetuneError
-from transfer.register import now
 from transfer.zoo import ModelRecord, ZooError, check_layer_groups, chop_head, load_model, param_count
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 
 from kg import GraphStore
+from kg.clock import now
+from kg.ids import dataset_id
 from transfer.data import ImageDataset, checksum
 from transfer.finetune.checkpoint import (
     check_resumable,
@@ -31,7 +33,6 @@ from transfer.finetune.results import EpochReport, Progress, run_metrics
 from transfer.finetune.runtime import Runtime, barrier, broadcast
 from transfer.finetune.settings import FinetuneError, FinetuneSettings
 from transfer.finetune.train import Fit, Stage
-from transfer.register import now, slug
 from transfer.zoo import ModelRecord
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def start_run(
     pretraining data. ``extra`` adds to the Activity's ``extra``.
     """
     rt, s = fit.rt, fit.settings
-    target_key = target_id or slug(target.name)
+    target_key = target_id or dataset_id(target.name)  # the id ``ensure_dataset`` registers it under
     source_data_id = None
     if store is not None:
         target_key = ensure_dataset(store, target, target_id)
