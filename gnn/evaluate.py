@@ -27,6 +27,9 @@ Baselines, on the same folds (each sees exactly what the GNN sees):
 targets only, the candidate with the best mean r + tau over a grouped inner split (``select_config``),
 so hyper-parameters never see the held-out target.
 
+``evaluate_graph(store, targets)`` builds the graph from a store and runs ``loto`` on every target or
+on the named ones (what ``kgraft gnn eval`` prints).
+
 ``leak=True`` plants a leak: the held-out target's outcomes stay in training and in the sources'
 histories at prediction time; the tests use it to show that the protocol really hides them.
 """
@@ -43,11 +46,13 @@ import scipy.stats
 import torch
 from torch_geometric.data import HeteroData
 
-from gnn.builder import ESTIMATOR_KINDS, OUTCOME, PairContext
+from gnn.builder import ESTIMATOR_KINDS, OUTCOME, IdMaps, PairContext, build_hetero
 from gnn.evidence import blend
 from gnn.model import GnnConfig
 from gnn.similarity import kernel_statistics, squared_gaps
-from gnn.train import TrainConfig, fit, outcome_table
+from gnn.train import ScorerError, TrainConfig, fit, outcome_table
+from kg.store import GraphStore
+from ontology.vocab import Label
 
 METHODS = ("gnn", "mean-z", "mean-z+seen", "near-z+seen", "reported", "gbr", "estimators")
 MIN_OUTCOMES = 5
@@ -390,3 +395,42 @@ def loto(
         notes.append("LEAKED: each held-out target's outcomes were in training and in the histories.")
     methods = (*METHODS, *(k for k in ESTIMATOR_KINDS if k in estimator_seen)) if baselines else ("gnn",)
     return LotoResult(rows, methods, notes, time.perf_counter() - started)
+
+
+def _named_target_rows(
+    store: GraphStore, data: HeteroData, maps: IdMaps, targets: Sequence[str]
+) -> list[int]:
+    """The dataset rows of ``targets`` (ids or names), each with at least ``MIN_OUTCOMES`` outcomes."""
+    counts = data[OUTCOME].edge_index[1].bincount(minlength=data["dataset"].num_nodes)
+    rows = []
+    for name in targets:
+        _, dataset_id = store.resolve(name, (Label.DATASET,))
+        row = maps.index["dataset"].get(dataset_id)
+        if row is None or int(counts[row]) < MIN_OUTCOMES:
+            have = 0 if row is None else int(counts[row])
+            raise ScorerError(
+                f"{name!r} has {have} recorded outcomes; leave-one-target-out needs at least "
+                f"{MIN_OUTCOMES} for a target."
+            )
+        rows.append(row)
+    return rows
+
+
+def evaluate_graph(
+    store: GraphStore,
+    targets: Sequence[str] = (),
+    *,
+    train: TrainConfig | None = None,
+    seed: int = 0,
+) -> LotoResult:
+    """``loto`` on the graph in ``store``: every target with enough outcomes, or the named ``targets``
+    (dataset ids or names). Raises ``ScorerError`` (one sentence) when the graph holds no outcomes
+    or a named target has fewer than ``MIN_OUTCOMES``."""
+    data, maps = build_hetero(store)
+    if data[OUTCOME].edge_index.shape[1] == 0:
+        raise ScorerError(
+            "the graph holds no TRANSFERRED_TO outcomes, so there is nothing to evaluate; record "
+            "fine-tuning runs (kgraft finetune) or import some (kgraft import transfergraph DIR)."
+        )
+    rows = _named_target_rows(store, data, maps, targets) if targets else None
+    return loto(data, names=maps.ids["dataset"], targets=rows, train=train, seed=seed)

@@ -137,3 +137,57 @@ def test_cli_recommend_probe(tmp_path) -> None:
     assert len(rows) == 3 and "probed ccexam." in proc.stderr
     with open_store(uri, read_only=True) as store:
         assert len(estimator_kinds_on(store, TARGET)) == 1
+
+
+def test_probe_models_every_checkpointed_classifier(store, tmp_path) -> None:
+    """``probe_models`` (``kgraft probe``): named models, or every classifier with a checkpoint (the
+    one whose file went missing included, so it fails as a user error); each probe is recorded."""
+    from kg.errors import NotFound, is_user_error
+    from transfer.loop import checkpointed_classifiers, probe_models
+
+    register_dataset(store, load_dataset(TARGET))
+    for spec in ("ccexam:usps", "ccexam:mnist"):
+        register_model(store, record_from_spec(spec))
+    assert checkpointed_classifiers(store) == ["ccexam.mnist", "ccexam.usps"]
+    seen: list[tuple[str, int, int]] = []
+    reports = probe_models(
+        store, TARGET, None, samples=200, work_dir=None, progress=lambda *a: seen.append(a)
+    )
+    assert [r.model_id for r in reports] == ["ccexam.mnist", "ccexam.usps"]
+    assert seen[0] == ("probing ccexam.mnist", 0, 2) and seen[-1][1:] == (2, 2)
+    assert set(estimator_kinds_on(store, TARGET)) == {"ccexam.usps", "ccexam.mnist"}
+    (one,) = probe_models(store, TARGET, ["ccexam.usps"], samples=200, work_dir=None)
+    assert one.model_id == "ccexam.usps" and one.sample_size == 200
+    with pytest.raises(NotFound):
+        probe_models(store, TARGET, ["no-such-model"], work_dir=None)
+    weights = tmp_path / "gone.safetensors"
+    save_checkpoint(build_model("smallcnn", 10, in_channels=1, image_size=8), weights)
+    register_model(
+        store,
+        record_from_spec(
+            str(weights), name="gone", architecture="smallcnn", input_size="1,8,8", mean="0.5", std="0.5"
+        ),
+    )
+    weights.unlink()
+    with pytest.raises(Exception) as failed:
+        probe_models(store, TARGET, None, samples=200, work_dir=None)
+    assert is_user_error(failed.value)
+
+
+def test_cli_probe_all_models(tmp_path) -> None:
+    """``kgraft probe --all-models DATASET`` probes every classifier and prints one line per model."""
+    from kg import open_store
+
+    uri = f"embedded:{tmp_path / 'g.lbug'}"
+    with open_store(uri) as store:
+        register_dataset(store, load_dataset(TARGET))
+        for spec in ("ccexam:usps", "ccexam:mnist"):
+            register_model(store, record_from_spec(spec))
+    proc = kgraft(
+        "probe", "--all-models", TARGET, "--samples", "200", "--out", str(tmp_path / "p"), store=uri
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert "ccexam.mnist on digits (n=200): logme" in out and "ccexam.usps on digits (n=200)" in out
+    bad = kgraft("probe", TARGET, store=uri)
+    assert bad.returncode == 2 and "give MODEL DATASET, or --all-models DATASET." in bad.stderr

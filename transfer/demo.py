@@ -6,10 +6,12 @@ class subset, class imbalance) with lineage; pretrain a small-CNN zoo on five of
 beside ccexam's published MNIST/USPS/SVHN models; probe; train the GNN scorer (if none or stale); write
 the suitability report for Animal-MNIST; fine-tune the report's source with ``auto`` settings and
 record the run; retrain the scorer on the new outcome; answer lineage and bias queries.
+``run_demo`` does all of it; ``register_demo_data``, ``build_zoo`` and ``run_demo_loop`` are its steps
+(the benchmarks and ``kgraft zoo build`` use the first two).
 
 Rerunning is fast and idempotent: identical content is recognised by checksum and updated in place,
 the zoo is cached, an up-to-date scorer is reused and a finished auto run on the target is reused (the
-report is written again on that pair). ``LoopOptions(small=True)`` (``demo --small``) pretrains two zoo
+report is written again on that pair). ``DemoOptions(small=True)`` (``demo --small``) pretrains two zoo
 models, probes once on fewer samples and fine-tunes for one epoch.
 """
 
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gnn.train import latest_scorer
 from kg import GraphStore
 from kg.lineage import Reach, ancestors, biases_reaching
 from kg.wordnet import WordNet
@@ -27,13 +30,19 @@ from ontology.vocab import Label
 from transfer.data.base import ImageDataset
 from transfer.data.derive import derive, describe_bias
 from transfer.data.sources import load_dataset
+from transfer.loop import default_run_dir, ensure_scorer, plan, run
+from transfer.probe.run import probe
 from transfer.register import register_dataset
+from transfer.report import write_report
+from transfer.zoo.registration import build_and_register_demo_zoo, register_ccexam
 
 HINTS = {  # WordNet senses to prefer when mapping each dataset's class names
     "fashion-mnist": ("clothing.n.01", "artifact.n.01"),
     "animal-mnist": "animal.n.01",
     "digits": "digit.n.01",
 }
+
+DEMO_AGENT = "kgraft demo"
 
 ROOTS = {
     # builtin name: (domain, known biases written by people who know the data)
@@ -87,8 +96,8 @@ VARIANTS = [
 
 
 @dataclass
-class DemoResult:
-    """What the demo did, for the summary."""
+class DemoData:
+    """The demo's registered data and zoo: what ``register_demo_data`` and ``build_zoo`` did."""
 
     datasets: dict[str, str] = field(default_factory=dict)  # name -> id
     lineage: list[Reach] = field(default_factory=list)
@@ -99,9 +108,9 @@ class DemoResult:
     models: list[str] = field(default_factory=list)
 
 
-def register_demo_data(store: GraphStore, step: Callable[[str], None] = lambda _: None) -> DemoResult:
+def register_demo_data(store: GraphStore, step: Callable[[str], None] = lambda _: None) -> DemoData:
     """Register the bundled datasets and their derived variants with lineage and biases."""
-    result = DemoResult()
+    result = DemoData()
     loaded: dict[str, ImageDataset] = {}
     step("read WordNet")
     wordnet = WordNet.load()
@@ -114,7 +123,7 @@ def register_demo_data(store: GraphStore, step: Callable[[str], None] = lambda _
             ds,
             domain=domain,
             biases=biases,
-            agent="kgraft demo",
+            agent=DEMO_AGENT,
             wordnet=wordnet,
             concept_hint=HINTS[name],
         )
@@ -128,7 +137,7 @@ def register_demo_data(store: GraphStore, step: Callable[[str], None] = lambda _
         for bias in biases:
             bias.pop("ratio", None)
         reg = register_dataset(
-            store, ds, derived_from=result.datasets[parent], biases=biases, agent="kgraft demo"
+            store, ds, derived_from=result.datasets[parent], biases=biases, agent=DEMO_AGENT
         )
         result.datasets[name] = reg.id
     result.loaded = {result.datasets[name]: ds for name, ds in loaded.items()}
@@ -145,7 +154,7 @@ SMALL_ZOO_SOURCES = ["fashion-mnist", "digits"]
 
 def build_zoo(
     store: GraphStore,
-    result: DemoResult,
+    result: DemoData,
     out_dir: Path,
     progress: Callable[[str, int, int], None] | None = None,
     sources: list[str] | None = None,
@@ -153,8 +162,6 @@ def build_zoo(
     """Pretrain the demo zoo on the registered data (cached) and record it, with ccexam's models.
 
     ``sources`` names the datasets to pretrain on (default ``ZOO_SOURCES``)."""
-    from transfer.zoo.registration import build_and_register_demo_zoo, register_ccexam
-
     names = ZOO_SOURCES if sources is None else sources
     datasets = {result.datasets[name]: result.loaded[result.datasets[name]] for name in names}
     records = build_and_register_demo_zoo(store, datasets, out_dir, progress=progress)
@@ -166,11 +173,10 @@ def build_zoo(
 DEMO_SOURCE_DATA = "fashion-mnist"
 DEMO_PROBES = ["fashion-mnist-rot90", "fashion-mnist-tops", "animal-mnist"]
 DEMO_TARGET = "animal-mnist"
-DEMO_AGENT = "kgraft demo"
 
 
 @dataclass(frozen=True)
-class LoopOptions:
+class DemoOptions:
     """How much work the loop does: the full demo, or ``small`` (fewer probes, samples and epochs)."""
 
     small: bool = False
@@ -194,8 +200,8 @@ class LoopOptions:
 
 
 @dataclass
-class LoopResult:
-    """What the loop did after the zoo: probes, scorer, report, fine-tuning run, what the scorer learned."""
+class DemoLoop:
+    """What the demo did after the zoo: probes, scorer, report, fine-tuning run, what the scorer learned."""
 
     source: str
     probes: list = field(default_factory=list)
@@ -225,29 +231,23 @@ def _finished_auto_run(store: GraphStore, target: str) -> dict | None:
     return rows[0] if rows else None
 
 
-def run_loop(
+def run_demo_loop(
     store: GraphStore,
     out_dir: Path,
-    options: LoopOptions = LoopOptions(),
+    options: DemoOptions = DemoOptions(),
     step: Callable[[str], None] = lambda _: None,
-) -> LoopResult:
-    """The loop after the zoo: probe, train the scorer if none or stale, plan the demo target
+) -> DemoLoop:
+    """The demo after the zoo: probe, train the scorer if none or stale, plan the demo target
     (``transfer.loop.plan``), write the plan's report, run the plan (fine-tune the chosen source with
     auto settings, record it, let the scorer learn from the new outcome). A finished auto run on the
     target is reused, so reruns stay fast and leave the graph as it was. ``out_dir`` (``.kgraft``)
     receives probes, scorers, reports and runs."""
-    from gnn.train import latest_scorer
-    from transfer.loop import ensure_scorer, plan, run
-    from transfer.probe.run import probe
-    from transfer.register import slug
-    from transfer.report import write_report
-
     (row,) = store.query(
         "MATCH (m:Model)-[:TRAINED_ON]->(:Dataset {id: $d}) WHERE m.kind = $kind AND m.source = $src "
         "RETURN m.id AS id LIMIT 1",
         {"d": DEMO_SOURCE_DATA, "kind": "classifier", "src": "kgraft-demo"},
     )
-    loop = LoopResult(row["id"])
+    loop = DemoLoop(row["id"])
     for target in options.probes:
         step(f"probe {loop.source} on {target}")
         loop.probes.append(
@@ -276,7 +276,7 @@ def run_loop(
         step(f"fine-tune {loop.source} on {DEMO_TARGET} (auto settings, {options.epochs} epochs)")
         result = run(
             the_plan,
-            out_dir=out_dir / "runs" / f"{slug(loop.source)}--{slug(DEMO_TARGET)}--auto",
+            out_dir=out_dir / "runs" / default_run_dir(the_plan).name,
             retrain_scorer=out_dir / "scorers",
             step=step,
         )
@@ -292,3 +292,29 @@ def run_loop(
         loop.tuned_model = tuned[0]["id"]
         loop.lineage = ancestors(store, Label.MODEL, loop.tuned_model)
     return loop
+
+
+@dataclass
+class DemoRun:
+    """What ``run_demo`` did: the data and zoo it registered, and the loop on the demo target."""
+
+    data: DemoData
+    loop: DemoLoop
+    store_uri: str
+    target: str = DEMO_TARGET
+
+
+def run_demo(
+    store: GraphStore,
+    zoo_dir: Path,
+    options: DemoOptions = DemoOptions(),
+    *,
+    step: Callable[[str], None] = lambda _: None,
+    zoo_progress: Callable[[str, int, int], None] | None = None,
+) -> DemoRun:
+    """The whole demo: register and derive the bundled data, build the zoo (checkpoints cached in
+    ``zoo_dir``), then ``run_demo_loop`` with ``zoo_dir``'s parent (``.kgraft``) as its work folder."""
+    data = register_demo_data(store, step=step)
+    build_zoo(store, data, zoo_dir, progress=zoo_progress, sources=options.zoo_sources)
+    loop = run_demo_loop(store, zoo_dir.parent, options, step=step)
+    return DemoRun(data, loop, store.uri)

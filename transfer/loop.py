@@ -215,6 +215,43 @@ def probe_many(
     return reports, notes
 
 
+def checkpointed_classifiers(store: GraphStore) -> list[str]:
+    """Every classifier in the graph with a checkpoint to load, by id."""
+    rows = store.query(
+        "MATCH (m:Model) WHERE m.kind = $kind AND m.checkpoint IS NOT NULL RETURN m.id AS id ORDER BY id",
+        {"kind": "classifier"},
+    )
+    return [r["id"] for r in rows]
+
+
+def probe_models(
+    store: GraphStore,
+    target_id: str,
+    models: list[str] | None = None,
+    *,
+    samples: int = DEFAULT_PROBE_SAMPLES,
+    seed: int = 0,
+    work_dir: Path | None = PROBE_WORK_DIR,
+    progress: ProbeProgress | None = None,
+) -> list[ProbeReport]:
+    """Probe each of ``models`` (ids or names; ``None``: every checkpointed classifier) on the target
+    and record the measurements. Unlike ``probe_many`` a model that cannot be probed is an error."""
+    from transfer.probe.run import probe
+
+    if models is None:
+        model_ids = checkpointed_classifiers(store)
+    else:
+        model_ids = [store.resolve(m, (Label.MODEL,))[1] for m in models]
+    reports = []
+    for done, model_id in enumerate(model_ids):
+        if progress is not None:
+            progress(f"probing {model_id}", done, len(model_ids))
+        reports.append(probe(store, model_id, target_id, n=samples, seed=seed, out_dir=work_dir))
+    if progress is not None:
+        progress(f"probed {len(reports)} models", len(model_ids), len(model_ids))
+    return reports
+
+
 def rank_target(
     store: GraphStore,
     target: str,
@@ -423,7 +460,47 @@ def plan(
     )
 
 
+def plan_finetune(
+    store: GraphStore,
+    target: str,
+    source: str = "auto",
+    settings: str = "auto",
+    *,
+    probe: int = 0,
+    epochs: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    step: Step = _quiet,
+    probe_progress: ProbeProgress | None = None,
+) -> TransferPlan:
+    """``plan`` as fine-tuning asks for it (``kgraft finetune``): with ``source="auto"`` the candidates
+    are ranked (after probing up to ``probe`` unmeasured ones) and the chosen pair is probed when it
+    was never measured; a given source is neither ranked nor probed (``auto`` settings then score
+    the one pair)."""
+    auto = source == "auto"
+    return plan(
+        store,
+        target,
+        source,
+        settings,
+        probe=probe if auto else 0,
+        probe_missing=auto,
+        rank=auto,
+        epochs=epochs,
+        overrides=overrides,
+        step=step,
+        probe_progress=probe_progress,
+    )
+
+
 # ----------------------------------------------------------------------------- run
+
+
+def describe_epoch(report: EpochReport) -> str:
+    """One line on a finished epoch: its stage, training loss and evaluation accuracy."""
+    return (
+        f"epoch {report.epoch}/{report.epochs} stage {report.stage}: loss {report.train_loss:.3f}, "
+        f"{report.eval_split} acc {report.eval_accuracy:.3f}"
+    )
 
 
 def default_run_dir(p: TransferPlan) -> Path:

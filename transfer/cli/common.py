@@ -15,6 +15,7 @@ import typer
 from kg import GraphStore, KgError, open_store
 from kg.errors import is_user_error
 from kg.store import resolve_store_uri
+from transfer.loop import describe_epoch
 from transfer.render import console, err_console, print_error
 
 app = typer.Typer(
@@ -157,6 +158,24 @@ def progress_counter(progress: Any, task: Any) -> Any:
 
     def update(message: str, done: int, total: int) -> None:
         progress.update(task, description=message, completed=done, total=total)
+
+    return update
+
+
+def step_updater(progress: Any, task: Any) -> Any:
+    """A ``step(text)`` callback that shows each step of long work on a progress task."""
+
+    def update(text: str) -> None:
+        progress.update(task, description=text, total=None)
+
+    return update
+
+
+def epoch_progress(progress: Any, task: Any) -> Any:
+    """A fine-tuning ``progress(report)`` callback that moves a task one epoch on, with its line."""
+
+    def update(report: Any) -> None:
+        progress.update(task, completed=report.epoch, description=describe_epoch(report))
 
     return update
 

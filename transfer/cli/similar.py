@@ -35,7 +35,7 @@ def similar(
     SIMILAR_TO edges, and list the most similar datasets."""
     from transfer.cli.common import store_from
     from transfer.dataset_similarity import find_similar
-    from transfer.render import console, err_console, rows_table
+    from transfer.render import err_console
 
     with store_from(ctx) as store, err_console.status("measuring similarity") as status:
         report = find_similar(
@@ -46,6 +46,13 @@ def similar(
             sample=sample,
             progress=lambda message, done, total: status.update(f"{message} ({done}/{total})"),
         )
+    _print_similar(report, top, as_json=as_json)
+
+
+def _print_similar(report: Any, top: int, *, as_json: bool) -> None:
+    """The notes (stderr), then the ``top`` most similar datasets as a table or JSON."""
+    from transfer.render import console, err_console, rows_table
+
     for note in report.notes:
         err_console.print(f"note: {note}", style="yellow", highlight=False, markup=False)
     ranked = report.ranked(top)

@@ -22,21 +22,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), "|" + "|".join("---" for _ in header) + "|", *(line(r) for r in rows)]
 
 
-def render_markdown(document: dict[str, Any]) -> str:
-    """The Markdown summary of a report document."""
-    target, chosen, shift = document["target"], document["chosen_source"], document["shift"]
-    out = [
-        f"# Transfer report: {target['name']}",
-        "",
-        f"**Recommended source:** `{chosen['id']}` ({chosen['name']}), "
-        f"rank {chosen['rank']} ({chosen['how']}).",
-        "",
-        "## Ranking",
-        "",
-        f"Compatibility basis: {document['ranking']['basis']}; "
-        f"{document['ranking']['candidates_in_graph']} candidate sources in the graph.",
-        "",
-    ]
+def _ranking(document: dict[str, Any]) -> list[str]:
     kinds = estimator_columns(document)
     rows = [
         [
@@ -57,52 +43,89 @@ def render_markdown(document: dict[str, Any]) -> str:
         "bias risk",
         *(ESTIMATOR_NAMES.get(k, k) for k in kinds),
     ]
-    out += [*_table(header, rows), "", "## Shift", ""]
-    if shift["measured"]:
-        cut = (
-            ""
-            if shift["freeze_cut"] is None
-            else f"; generality curve turns after group {shift['freeze_cut']}"
-        )
-        out.append(f"Shift type: **{shift['shift_type'] or 'unknown'}**{cut} ({shift['status']}).")
-        out += [
-            "",
-            *_table(
-                ["test", "level", "statistic", "p-value", "verdict"],
-                [
-                    [t["name"], t["level"], fmt(t["statistic"]), p_value(t["p_value"]), t["verdict"] or "-"]
-                    for t in shift["tests"]
-                ],
-            ),
-        ]
-    else:
-        out.append(f"Shift: {shift['status']}.")
-    out += ["", "## Bias", ""]
-    biases = document["bias"]["biases"]
-    if not biases:
+    return [
+        "## Ranking",
+        "",
+        f"Compatibility basis: {document['ranking']['basis']}; "
+        f"{document['ranking']['candidates_in_graph']} candidate sources in the graph.",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def _shift(shift: dict[str, Any]) -> list[str]:
+    if not shift["measured"]:
+        return ["## Shift", "", f"Shift: {shift['status']}."]
+    cut = "" if shift["freeze_cut"] is None else f"; generality curve turns after group {shift['freeze_cut']}"
+    tests = [
+        [t["name"], t["level"], fmt(t["statistic"]), p_value(t["p_value"]), t["verdict"] or "-"]
+        for t in shift["tests"]
+    ]
+    return [
+        "## Shift",
+        "",
+        f"Shift type: **{shift['shift_type'] or 'unknown'}**{cut} ({shift['status']}).",
+        "",
+        *_table(["test", "level", "statistic", "p-value", "verdict"], tests),
+    ]
+
+
+def _bias(bias: dict[str, Any]) -> list[str]:
+    out = ["## Bias", ""]
+    if not bias["biases"]:
         out.append("No known bias reaches the source through its lineage.")
-    for b in biases:
+    for b in bias["biases"]:
         out.append(
             f"- **{b['kind']}** ({b['severity'] or 'severity unknown'}), touches "
             f"{pct(b['label_share'])} of the target's classes: `{b['path_text']}`"
         )
-    imbalance = document["bias"]["target_imbalance"]
-    out += ["", f"Target class imbalance (largest / smallest class): {fmt(imbalance['ratio'], 2)}.", ""]
-    out += ["## Settings", ""]
-    out += [
-        f"- `{d['setting']}` = {setting_value(d['value'])}: {d['reason']}"
-        for d in document["settings"]["decisions"]
+    ratio = fmt(bias["target_imbalance"]["ratio"], 2)
+    return [*out, "", f"Target class imbalance (largest / smallest class): {ratio}."]
+
+
+def _settings(settings: dict[str, Any]) -> list[str]:
+    return [
+        "## Settings",
+        "",
+        *(f"- `{d['setting']}` = {setting_value(d['value'])}: {d['reason']}" for d in settings["decisions"]),
+        "",
+        f"Run: `{settings['command']}`",
     ]
-    out += ["", f"Run: `{document['settings']['command']}`", "", "## Provenance", ""]
+
+
+def _provenance(document: dict[str, Any]) -> list[str]:
     prov = document["provenance"]
     scorer = prov["scorer"]
-    out += [
+    return [
+        "## Provenance",
+        "",
         f"- scorer `{scorer['id']}` (version {scorer['version']}, basis {scorer['basis']}, trained "
         f"{scorer['trained_at'] or 'at an unknown time'})",
         f"- {len(prov['measurements'])} measurements of the chosen pair, "
-        f"newest {shift.get('measured_at') or '-'}",
+        f"newest {document['shift'].get('measured_at') or '-'}",
         f"- kgraft {prov['kgraft_version']}, store `{prov['store']}`, generated {prov['generated_at']}",
     ]
+
+
+def render_markdown(document: dict[str, Any]) -> str:
+    """The Markdown summary of a report document: the recommendation, then one section each for the
+    ranking, shift, bias, settings, provenance and (when there are any) notes."""
+    target, chosen = document["target"], document["chosen_source"]
+    out = [
+        f"# Transfer report: {target['name']}",
+        "",
+        f"**Recommended source:** `{chosen['id']}` ({chosen['name']}), "
+        f"rank {chosen['rank']} ({chosen['how']}).",
+    ]
+    sections = [
+        _ranking(document),
+        _shift(document["shift"]),
+        _bias(document["bias"]),
+        _settings(document["settings"]),
+        _provenance(document),
+    ]
     if document["notes"]:
-        out += ["", "## Notes", "", *(f"- {n}" for n in document["notes"])]
+        sections.append(["## Notes", "", *(f"- {n}" for n in document["notes"])])
+    for section in sections:
+        out += ["", *section]
     return "\n".join(out) + "\n"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kg.ids import slug
 from kg.store import GraphStore
 from transfer.loop import TransferPlan
 from transfer.report.build import build_report, render_document
@@ -78,6 +79,11 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
         raise _unwritable(out_dir, exc) from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def default_report_dir(target_id: str) -> Path:
+    """``.kgraft/reports/TARGET``: where a target's report goes unless told otherwise."""
+    return Path(".kgraft/reports") / slug(target_id)
 
 
 def write_report(

@@ -200,6 +200,81 @@ def _load_cached(meta_path: Path, checkpoint: Path) -> tuple[ModelRecord, dict[s
     return record, {**meta["activity"], "cached": True}
 
 
+def _demo_record(
+    model: SmallCNN,
+    ds: ImageDataset,
+    settings: DemoSettings,
+    key: str,
+    checkpoint: Path,
+    digest: str,
+    trained: tuple[dict[str, Any], dict[str, Any], list[float], list[float]],
+) -> ModelRecord:
+    """The model record of a freshly pretrained demo model (``trained``: effective settings, metrics,
+    mean, std as ``_train`` returns them)."""
+    effective, metrics, mean, std = trained
+    width = settings.width
+    return record_for_model(
+        model,
+        ARCHITECTURE,
+        id=f"kgraft-demo.{ARCHITECTURE}.{dataset_id(ds.name)}.{key[:8]}",
+        name=f"SmallCNN-w{width} on {ds.name}",
+        input_size=(ds.channels, *ds.image_size),
+        mean=mean,
+        std=std,
+        interpolation="bilinear",
+        checkpoint=str(checkpoint),
+        checksum=digest,
+        source="kgraft-demo",
+        version=key[:12],
+        pretrained_on=ds.name,
+        metrics=metrics,
+        class_names=ds.class_names,
+        arch_kwargs={"width": width},
+        description=(
+            f"SmallCNN (width {width}) pretrained by the kgraft demo on {ds.name} "
+            f"({effective['train_samples']} training images, {effective['epochs_run']} epochs, CPU)."
+        ),
+        created=now(),
+    )
+
+
+def _pretrain(
+    ds: ImageDataset,
+    settings: DemoSettings,
+    key: str,
+    data_checksum: str,
+    checkpoint: Path,
+    meta_path: Path,
+    tick: Callable[[str], None],
+) -> tuple[ModelRecord, dict[str, Any]]:
+    """Train one demo model, save its checkpoint and its cache entry (record and activity, written
+    atomically), and return (record, activity)."""
+    started, clock = now(), time.perf_counter()
+    with _torch_threads(settings.threads):
+        model, effective, metrics, mean, std = _train(ds, settings, tick)
+    digest = save_checkpoint(model, checkpoint, metadata={"cache_key": key, "dataset": ds.name})
+    seconds = time.perf_counter() - clock
+    record = _demo_record(model, ds, settings, key, checkpoint, digest, (effective, metrics, mean, std))
+    activity = {
+        "kind": "pretraining",
+        "settings": effective,
+        "metrics": metrics,
+        "status": "completed",
+        "started": started,
+        "ended": now(),
+        "device": "cpu",
+        "dataset": ds.name,
+        "dataset_checksum": data_checksum,
+        "seconds": round(seconds, 3),
+        "cache_key": key,
+    }
+    tmp = meta_path.with_name(f".{meta_path.name}.tmp")
+    meta = {"record": record.to_properties(), "pretrained_on": ds.name, "activity": activity}
+    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+    tmp.replace(meta_path)
+    return record, {**activity, "cached": False}
+
+
 def build_demo_zoo(
     out_dir: str | Path,
     datasets: dict[str, ImageDataset] | None = None,
@@ -229,6 +304,13 @@ def build_demo_zoo(
     settings = DemoSettings(epochs, width, batch_size, lr, 5e-4, max_train, min_steps, seed, threads)
     total = sum(_epochs_run(_train_size(ds, settings), settings) for ds in datasets.values())
     done = 0
+
+    def tick(message: str) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(message, done, total)
+
     results = []
     for ds in datasets.values():
         data_checksum = checksum(ds)
@@ -236,66 +318,13 @@ def build_demo_zoo(
         stem = f"{dataset_id(ds.name)}-{ARCHITECTURE}-{key[:12]}"
         checkpoint, meta_path = out / f"{stem}.safetensors", out / f"{stem}.json"
         cached = _load_cached(meta_path, checkpoint)
-        if cached is not None:
-            done += _epochs_run(_train_size(ds, settings), settings)
-            if progress:
-                progress(f"{ds.name}: cached", done, total)
-            results.append(cached)
+        if cached is None:
+            results.append(_pretrain(ds, settings, key, data_checksum, checkpoint, meta_path, tick))
             continue
-
-        started, clock = now(), time.perf_counter()
-
-        def tick(message: str) -> None:
-            nonlocal done
-            done += 1
-            if progress:
-                progress(message, done, total)
-
-        with _torch_threads(threads):
-            model, effective, metrics, mean, std = _train(ds, settings, tick)
-        digest = save_checkpoint(model, checkpoint, metadata={"cache_key": key, "dataset": ds.name})
-        seconds = time.perf_counter() - clock
-        record = record_for_model(
-            model,
-            ARCHITECTURE,
-            id=f"kgraft-demo.{ARCHITECTURE}.{dataset_id(ds.name)}.{key[:8]}",
-            name=f"SmallCNN-w{width} on {ds.name}",
-            input_size=(ds.channels, *ds.image_size),
-            mean=mean,
-            std=std,
-            interpolation="bilinear",
-            checkpoint=str(checkpoint),
-            checksum=digest,
-            source="kgraft-demo",
-            version=key[:12],
-            pretrained_on=ds.name,
-            metrics=metrics,
-            class_names=ds.class_names,
-            arch_kwargs={"width": width},
-            description=(
-                f"SmallCNN (width {width}) pretrained by the kgraft demo on {ds.name} "
-                f"({effective['train_samples']} training images, {effective['epochs_run']} epochs, CPU)."
-            ),
-            created=now(),
-        )
-        activity = {
-            "kind": "pretraining",
-            "settings": effective,
-            "metrics": metrics,
-            "status": "completed",
-            "started": started,
-            "ended": now(),
-            "device": "cpu",
-            "dataset": ds.name,
-            "dataset_checksum": data_checksum,
-            "seconds": round(seconds, 3),
-            "cache_key": key,
-        }
-        tmp = meta_path.with_name(f".{meta_path.name}.tmp")
-        meta = {"record": record.to_properties(), "pretrained_on": ds.name, "activity": activity}
-        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
-        tmp.replace(meta_path)
-        results.append((record, {**activity, "cached": False}))
+        done += _epochs_run(_train_size(ds, settings), settings)
+        if progress:
+            progress(f"{ds.name}: cached", done, total)
+        results.append(cached)
     return results
 
 
