@@ -50,7 +50,7 @@ from gnn.builder import ESTIMATOR_KINDS, OUTCOME, IdMaps, PairContext, build_het
 from gnn.evidence import blend
 from gnn.model import GnnConfig
 from gnn.similarity import kernel_statistics, squared_gaps
-from gnn.train import ScorerError, TrainConfig, fit, outcome_table
+from gnn.train import Outcomes, ScorerError, TrainConfig, fit, outcome_table
 from kg.store import GraphStore
 from ontology.vocab import Label
 
@@ -297,10 +297,9 @@ def loto(
     gnn, train = gnn or GnnConfig(), train or TrainConfig()
     context = PairContext(data)
     full = outcome_table(data, (), train.z_clip)
-    counts = np.bincount(full.dst, minlength=data["dataset"].num_nodes)
     if targets is None:
+        counts = np.bincount(full.dst, minlength=data["dataset"].num_nodes)
         targets = [int(t) for t in np.flatnonzero(counts >= MIN_OUTCOMES)]
-    n_models = data["model"].num_nodes
     notes: list[str] = []
     if data[OUTCOME].edge_index.shape[1] == 0:
         notes.append("the graph holds no outcomes: nothing to evaluate.")
@@ -308,85 +307,21 @@ def loto(
     estimator_seen: set[str] = set()
     for target in targets:
         name = names[target] if names is not None else str(target)
-        on_target = full.dst == target
-        models, actual = full.src[on_target], full.accuracy[on_target]
         fold_gnn, fold_train, chosen = gnn, train, ""
-        if select:
+        if select:  # the inner selection sees the other targets only
             others = [t for t in targets if t != target]
             best, _ = select_config(data, select, others, seed=seed, context=context)
             fold_gnn, fold_train = select[best]
             chosen = f" [candidate {best}]"
-        rest = outcome_table(data, [target], fold_train.z_clip)
-        result = fit(
-            data,
-            gnn=fold_gnn,
-            train=fold_train,
-            seed=seed,
-            exclude_targets=() if leak else [target],
-            context=context,
+        row, estimators = _held_out_fold(
+            data, context, full, target, fold_gnn, fold_train, seed=seed, leak=leak, baselines=baselines
         )
-        if leak:  # the planted leak: the target's outcomes in training and in the sources' histories
-            prediction = result.ensemble.predict(data, context, full, target, models, hide_target=False)
-        else:
-            prediction = result.ensemble.predict(data, context, rest, target, models)
-        scores = {"gnn": (pearson(prediction.z, actual), weighted_tau(prediction.z, actual))}
-        predictions = {"gnn": prediction.z}
-        seen = prediction.seen.astype(np.float64)
-        coverage = {"gnn": len(models)}
-        if baselines:
-            raw = outcome_table(data, [target], z_clip=math.inf, ddof=1)  # as the README defines it
-            mean_z = _mean_z_baseline(raw.src, raw.z, models, n_models)
-            scores["mean-z"] = (pearson(mean_z, actual), weighted_tau(mean_z, actual))
-            coverage["mean-z"] = len(models)
-            predictions["mean-z"] = mean_z
-            with_rule = mean_z + fold_gnn.seen_prior * seen
-            scores["mean-z+seen"] = (pearson(with_rule, actual), weighted_tau(with_rule, actual))
-            coverage["mean-z+seen"] = len(models)
-            near_z = _near_z_baseline(data, raw.src, raw.dst, raw.z, models, target, n_models)
-            near_rule = near_z + fold_gnn.seen_prior * seen
-            scores["near-z+seen"] = (pearson(near_rule, actual), weighted_tau(near_rule, actual))
-            coverage["near-z+seen"] = len(models)
-            xm = data["model"].x.numpy()
-            has = xm[models, _REPORTED + 1] > 0
-            reported = xm[models, _REPORTED]
-            scores["reported"] = (
-                pearson(reported[has], actual[has]),
-                weighted_tau(reported[has], actual[has]),
-            )
-            coverage["reported"] = int(has.sum())
-            gbr = _gbr_baseline(data, rest.src, rest.dst, rest.z, models, target, seed)
-            scores["gbr"] = (pearson(gbr, actual), weighted_tau(gbr, actual))
-            coverage["gbr"] = len(models)
-            for method, estimated in _estimator_baselines(context, models, target).items():
-                ok = np.isfinite(estimated)
-                estimator_seen.add(method)
-                scores[method] = (
-                    pearson(estimated[ok], actual[ok]),
-                    weighted_tau(estimated[ok], actual[ok]),
-                )
-                coverage[method] = int(ok.sum())
-        rows.append(
-            TargetResult(
-                target,
-                name,
-                len(models),
-                scores,
-                coverage,
-                result.seconds,
-                chosen.strip(),
-                actual=np.asarray(actual, dtype=np.float64),
-                predictions=predictions,
-                seen=seen,
-                seen_prior=fold_gnn.seen_prior,
-                models=np.asarray(models, dtype=np.int64),
-                learned=prediction.learned,
-                evidence=prediction.evidence,
-                probed=prediction.probed,
-            )
-        )
+        row.name, row.chosen = name, chosen.strip()
+        rows.append(row)
+        estimator_seen |= estimators
         if progress:
-            r, tau = scores["gnn"]
-            progress(f"{name}: r={r:.3f} tau={tau:.3f} ({result.seconds:.1f} s){chosen}")
+            r, tau = row.scores["gnn"]
+            progress(f"{name}: r={r:.3f} tau={tau:.3f} ({row.train_seconds:.1f} s){chosen}")
     if baselines and not estimator_seen:
         notes.append(
             "estimators: the graph holds no SCORED_ON estimator measurements for these targets (n/a)."
@@ -395,6 +330,103 @@ def loto(
         notes.append("LEAKED: each held-out target's outcomes were in training and in the histories.")
     methods = (*METHODS, *(k for k in ESTIMATOR_KINDS if k in estimator_seen)) if baselines else ("gnn",)
     return LotoResult(rows, methods, notes, time.perf_counter() - started)
+
+
+def _held_out_fold(
+    data: HeteroData,
+    context: PairContext,
+    full: Outcomes,
+    target: int,
+    gnn: GnnConfig,
+    train: TrainConfig,
+    *,
+    seed: int,
+    leak: bool,
+    baselines: bool,
+) -> tuple[TargetResult, set[str]]:
+    """Train without ``target``'s outcomes, score its models, and (with ``baselines``) score the
+    baselines on the same fold; returns the row (unnamed) and the estimator methods measured."""
+    on_target = full.dst == target
+    models, actual = full.src[on_target], full.accuracy[on_target]
+    rest = outcome_table(data, [target], train.z_clip)
+    exclude = () if leak else [target]
+    result = fit(data, gnn=gnn, train=train, seed=seed, exclude_targets=exclude, context=context)
+    if leak:  # the planted leak: the target's outcomes in training and in the sources' histories
+        prediction = result.ensemble.predict(data, context, full, target, models, hide_target=False)
+    else:
+        prediction = result.ensemble.predict(data, context, rest, target, models)
+    seen = prediction.seen.astype(np.float64)
+    fold = _FoldScores(actual)
+    fold.add("gnn", prediction.z, keep=True)
+    estimators: set[str] = set()
+    if baselines:
+        estimators = _score_baselines(fold, data, context, rest, models, target, seen, gnn.seen_prior, seed)
+    row = TargetResult(
+        target,
+        "",
+        len(models),
+        fold.scores,
+        fold.coverage,
+        result.seconds,
+        actual=np.asarray(actual, dtype=np.float64),
+        predictions=fold.predictions,
+        seen=seen,
+        seen_prior=gnn.seen_prior,
+        models=np.asarray(models, dtype=np.int64),
+        learned=prediction.learned,
+        evidence=prediction.evidence,
+        probed=prediction.probed,
+    )
+    return row, estimators
+
+
+class _FoldScores:
+    """(r, tau), coverage and (for some methods) the predictions of each method on one fold."""
+
+    def __init__(self, actual: np.ndarray) -> None:
+        self.actual = actual
+        self.scores: dict[str, tuple[float, float]] = {}
+        self.coverage: dict[str, int] = {}
+        self.predictions: dict[str, np.ndarray] = {}
+
+    def add(
+        self, method: str, predicted: np.ndarray, mask: np.ndarray | None = None, keep: bool = False
+    ) -> None:
+        """Score ``predicted`` against the recorded accuracies (on ``mask``'s models only, if given)."""
+        got, want = (predicted, self.actual) if mask is None else (predicted[mask], self.actual[mask])
+        self.scores[method] = (pearson(got, want), weighted_tau(got, want))
+        self.coverage[method] = len(self.actual) if mask is None else int(mask.sum())
+        if keep:
+            self.predictions[method] = predicted
+
+
+def _score_baselines(
+    fold: _FoldScores,
+    data: HeteroData,
+    context: PairContext,
+    rest: Outcomes,
+    models: np.ndarray,
+    target: int,
+    seen: np.ndarray,
+    seen_prior: float,
+    seed: int,
+) -> set[str]:
+    """Add every baseline's scores to ``fold`` (see the module docstring); returns the estimator
+    methods that had measurements."""
+    n_models = data["model"].num_nodes
+    raw = outcome_table(data, [target], z_clip=math.inf, ddof=1)  # as the README defines it
+    mean_z = _mean_z_baseline(raw.src, raw.z, models, n_models)
+    fold.add("mean-z", mean_z, keep=True)
+    fold.add("mean-z+seen", mean_z + seen_prior * seen)
+    near_z = _near_z_baseline(data, raw.src, raw.dst, raw.z, models, target, n_models)
+    fold.add("near-z+seen", near_z + seen_prior * seen)
+    xm = data["model"].x.numpy()
+    fold.add("reported", xm[models, _REPORTED], mask=xm[models, _REPORTED + 1] > 0)
+    fold.add("gbr", _gbr_baseline(data, rest.src, rest.dst, rest.z, models, target, seed))
+    estimated = _estimator_baselines(context, models, target)
+    for method, values in estimated.items():
+        fold.add(method, values, mask=np.isfinite(values))
+    return set(estimated)
 
 
 def _named_target_rows(

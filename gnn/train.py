@@ -641,84 +641,96 @@ def train_scorer(
     result = fit(data, gnn=gnn, train=train, seed=seed, progress=progress)
     n_outcomes = int(data.n_outcome_runs)
     n_targets = len(np.unique(data[OUTCOME].edge_index[1].numpy()))
-    if result.ensemble.basis == "outcomes":
-        message = f"trained on {n_outcomes} recorded outcomes over {n_targets} target datasets."
-    else:
-        message = (
-            "the graph holds no recorded outcomes: the scorer learned only from the graph's structure "
-            "(self-supervised link prediction), so its scores fall back to that and to estimator scores."
-        )
-    existing = [_info(r).version for r in _scorer_rows(store)]
-    version = max(existing, default=0) + 1
-    scorer_id = f"gnn-scorer:v{version}"
+    version = max((_info(r).version for r in _scorer_rows(store)), default=0) + 1
     path = Path(out_dir).resolve() / f"gnn-scorer-v{version}.safetensors"
     checksum = save_checkpoint(result.ensemble, train, path)
-    final = [curve["total"][-1] for curve in result.losses]
-    first = [curve["total"][0] for curve in result.losses]
-    all_metrics = {
+    info = ScorerInfo(
+        id=f"gnn-scorer:v{version}",
+        version=version,
+        checkpoint=str(path),
+        checksum=checksum,
+        snapshot_id=snapshot_id(data.outcome_digest),
+        n_outcomes=n_outcomes,
+        basis=result.ensemble.basis,
+        message=_training_message(result.ensemble.basis, n_outcomes, n_targets),
+        metrics=_training_metrics(result, n_outcomes, n_targets, metrics),
+        created=now(),
+        outcome_digest=data.outcome_digest,
+        newest_outcome_time=data.newest_outcome_time or None,
+    )
+    num_params = sum(p.numel() for m in result.ensemble.members for p in m.parameters())
+    store.apply(_scorer_batch(info, n_targets, num_params, gnn, train, seed))
+    return info
+
+
+def _training_message(basis: str, n_outcomes: int, n_targets: int) -> str:
+    """What a scorer learned from, in one sentence."""
+    if basis == "outcomes":
+        return f"trained on {n_outcomes} recorded outcomes over {n_targets} target datasets."
+    return (
+        "the graph holds no recorded outcomes: the scorer learned only from the graph's structure "
+        "(self-supervised link prediction), so its scores fall back to that and to estimator scores."
+    )
+
+
+def _training_metrics(
+    result: FitResult, n_outcomes: int, n_targets: int, extra: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The training figures kept on the scorer's Model node, with the caller's ``extra`` metrics."""
+    return {
         "train_seconds": round(result.seconds, 3),
         "n_outcomes": n_outcomes,
         "n_targets": n_targets,
-        "initial_loss": float(np.mean(first)),
-        "final_loss": float(np.mean(final)),
-        **(metrics or {}),
+        "initial_loss": float(np.mean([curve["total"][0] for curve in result.losses])),
+        "final_loss": float(np.mean([curve["total"][-1] for curve in result.losses])),
+        **(extra or {}),
     }
-    created = now()
-    snap = snapshot_id(data.outcome_digest)
+
+
+def _scorer_batch(
+    info: ScorerInfo, n_targets: int, num_params: int, gnn: GnnConfig, train: TrainConfig, seed: int
+) -> GraphBatch:
+    """The scorer's Model node TRAINED_ON the Dataset node standing for its outcome snapshot."""
     b = GraphBatch()
     b.node(
         Label.DATASET,
-        snap,
-        name=f"outcome snapshot {data.outcome_digest[:12]} ({n_outcomes} outcomes)",
+        info.snapshot_id,
+        name=f"outcome snapshot {info.outcome_digest[:12]} ({info.n_outcomes} outcomes)",
         description="the fine-tuning outcomes recorded in the graph when a GNN scorer was trained",
         source=SNAPSHOT_SOURCE,
         modality="outcomes",
-        n_samples=n_outcomes,
-        checksum=data.outcome_digest,
-        created=created,
+        n_samples=info.n_outcomes,
+        checksum=info.outcome_digest,
+        created=info.created,
         extra={
-            "outcome_digest": data.outcome_digest,
-            "newest_outcome_time": data.newest_outcome_time or None,
+            "outcome_digest": info.outcome_digest,
+            "newest_outcome_time": info.newest_outcome_time,
             "n_targets": n_targets,
         },
     )
     b.node(
         Label.MODEL,
-        scorer_id,
-        name=f"GNN transfer scorer v{version}",
+        info.id,
+        name=f"GNN transfer scorer v{info.version}",
         kind=SCORER_KIND,
-        version=str(version),
+        version=str(info.version),
         architecture=f"TransferGNN-{gnn.conv}",
-        num_params=sum(p.numel() for m in result.ensemble.members for p in m.parameters()),
-        checkpoint=str(path),
-        checksum=checksum,
+        num_params=num_params,
+        checkpoint=info.checkpoint,
+        checksum=info.checksum,
         source="kgraft",
-        created=created,
-        metrics=all_metrics,
+        created=info.created,
+        metrics=info.metrics,
         extra={
             "gnn": gnn.to_dict(),
             "train": train.to_dict(),
             "seed": seed,
-            "basis": result.ensemble.basis,
-            "message": message,
+            "basis": info.basis,
+            "message": info.message,
         },
     )
-    b.edge(Rel.TRAINED_ON, (Label.MODEL, scorer_id), (Label.DATASET, snap), split="train")
-    store.apply(b)
-    return ScorerInfo(
-        id=scorer_id,
-        version=version,
-        checkpoint=str(path),
-        checksum=checksum,
-        snapshot_id=snap,
-        n_outcomes=n_outcomes,
-        basis=result.ensemble.basis,
-        message=message,
-        metrics=all_metrics,
-        created=created,
-        outcome_digest=data.outcome_digest,
-        newest_outcome_time=data.newest_outcome_time or None,
-    )
+    b.edge(Rel.TRAINED_ON, (Label.MODEL, info.id), (Label.DATASET, info.snapshot_id), split="train")
+    return b
 
 
 def graph_and_context(store: GraphStore) -> tuple[HeteroData, IdMaps, PairContext]:
