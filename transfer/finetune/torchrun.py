@@ -1,7 +1,7 @@
 """``torchrun ... -m transfer.finetune.torchrun``: ``kgraft finetune`` on several processes (DDP).
 
-The same path as ``kgraft finetune``: rank 0 opens the store, plans (``transfer.loop.plan``: the
-source, auto or given, and the settings, preset or auto) and rebuilds the data the plan names
+The same path as ``kgraft finetune``: rank 0 opens the store, plans (``transfer.loop.plan_finetune``:
+the source, auto or given, and the settings, preset or auto) and rebuilds the data the plan names
 (``transfer.loop.prepare_run``); it broadcasts those inputs to the other ranks, and every rank fine-tunes
 (``transfer.loop.execute``). Only rank 0 holds the store, so only rank 0 writes the graph; it prints the
 result summary as JSON.
@@ -31,7 +31,7 @@ from kg.errors import is_user_error
 from transfer.finetune.results import EpochReport
 from transfer.finetune.runtime import broadcast, process_group
 from transfer.finetune.settings import FinetuneError
-from transfer.loop import RunInputs, execute, plan, prepare_run
+from transfer.loop import RunInputs, describe_epoch, execute, plan_finetune, prepare_run
 
 log = logging.getLogger(__name__)
 PROBE = 3  # candidates probed before ranking with --source auto, as ``kgraft finetune --probe``
@@ -78,16 +78,13 @@ def overrides(items: Sequence[str]) -> dict[str, Any]:
 
 
 def plan_inputs(store: GraphStore, args: argparse.Namespace) -> RunInputs:
-    """Rank 0: plan as ``kgraft finetune`` does and rebuild what the plan names."""
-    auto = args.source == "auto"
-    the_plan = plan(
+    """Rank 0: plan as ``kgraft finetune`` does (``plan_finetune``) and rebuild what the plan names."""
+    the_plan = plan_finetune(
         store,
         args.target,
         args.source,
         args.settings,
-        probe=args.probe if auto else 0,
-        probe_missing=auto,
-        rank=auto,
+        probe=args.probe,
         epochs=args.epochs,
         overrides=overrides(args.set),
         step=log.info,
@@ -98,11 +95,8 @@ def plan_inputs(store: GraphStore, args: argparse.Namespace) -> RunInputs:
 
 
 def report_epoch(report: EpochReport) -> None:
-    """One log line per epoch (rank 0)."""
-    log.info(
-        "epoch %d/%d stage %d: loss %.3f, %s acc %.3f",
-        report.epoch, report.epochs, report.stage, report.train_loss, report.eval_split, report.eval_accuracy,
-    )  # fmt: skip
+    """One log line per epoch (rank 0), as ``kgraft finetune``'s progress bar says it."""
+    log.info(describe_epoch(report))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
