@@ -15,7 +15,6 @@ from kg.adopt import adopt, stored_dataset_id
 from kg.clock import now
 from kg.concepts import class_concepts_batch
 from kg.errors import InvalidRecord, NotFound
-from kg.ids import slug  # noqa: F401  (the one rule, kg.ids; re-exported for older imports)
 from kg.wordnet import WordNet
 from ontology.vocab import Label, Rel
 from transfer.data.base import ImageDataset
