@@ -91,7 +91,7 @@ class _Neo4jBulkLoad:
         stats = [0, 0, 0, 0]
         if self.progress:
             self.progress(written, self.total)
-        # Existence is read before any chunk of this run is written: rows of chunks that have not
+        # A group's existence is read before its chunks are written: rows of chunks that have not
         # committed are in the graph only if they were before the load began.
         for group in _groups(todo):
             head = group[0]
