@@ -19,6 +19,7 @@ from typing import Any
 from kg.batch import GraphBatch
 from kg.codec import decode_props
 from kg.errors import InvalidRecord, NotFound, StoreUnavailable
+from kg.ids import slug
 from ontology.vocab import NODES, Label
 
 DEFAULT_STORE = "embedded:.kgraft/graph.lbug"
@@ -151,11 +152,13 @@ class GraphStore(ABC):
     def resolve(
         self, name: str, labels: tuple[Label, ...] = (Label.DATASET, Label.MODEL)
     ) -> tuple[Label, str]:
-        """Find a node by id, else by name, among ``labels``; raises ``NotFound`` or on ambiguity."""
+        """Find a node by id, else by name, else by the id the one id rule gives that name
+        (``kg.ids.slug``: "Oxford Pets" finds ``oxford-pets``), among ``labels``; raises ``NotFound``
+        or on ambiguity."""
         hits: list[tuple[Label, str]] = []
-        for field in ("id", "name"):
+        for field, value in (("id", name), ("name", name), ("id", slug(name))):
             for label in labels:
-                rows = self.query(f"MATCH (n:{label}) WHERE n.{field} = $v RETURN n.id AS id", {"v": name})
+                rows = self.query(f"MATCH (n:{label}) WHERE n.{field} = $v RETURN n.id AS id", {"v": value})
                 hits.extend((label, r["id"]) for r in rows)
             if hits:
                 break

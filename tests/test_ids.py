@@ -11,7 +11,7 @@ import pytest
 
 from kg import GraphBatch, GraphStore, ids
 from kg.croissant import import_croissant
-from kg.errors import InvalidRecord
+from kg.errors import InvalidRecord, NotFound
 from kg.transfergraph import transfergraph_batch
 from ontology.vocab import Label, Rel
 from tests.corpus import CROISSANT
@@ -126,6 +126,13 @@ def test_one_name_three_importers_one_node(store: GraphStore, tmp_path: Path) ->
     run = track.start(store, source="acme/vit-tiny", target="OXFORD_PETS")
     assert run.target_id == "oxford-pets"
     run.fail("stopped by the test")
+
+    # so does every command that takes a name (store.resolve), while a name that is nothing like it
+    # still gets the closest names
+    assert store.resolve("OXFORD_PETS") == (D, "oxford-pets")
+    assert store.resolve("oxford pets", (D,)) == (D, "oxford-pets")
+    with pytest.raises(NotFound, match="Closest: oxford-pets"):
+        store.resolve("oxford-pest", (D,))
 
 
 def _old_store(store: GraphStore) -> None:
