@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -283,6 +284,34 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(usps, digit
     assert activity["status"] == "failed" and "diverged" in activity["extra"]["error"]
     assert len(activity["metrics"]["epochs"]) == 1
     store.close()
+
+
+def test_a_step_skipped_by_the_fp16_grad_scaler_still_advances_the_schedule_quietly() -> None:
+    """An overflowing first batch makes the GradScaler skip the optimiser step; the schedule advances
+    anyway (the run keeps its length) and PyTorch's scheduler-before-optimiser warning is not shown."""
+    from types import SimpleNamespace
+
+    def skipped_step() -> tuple[
+        torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.amp.GradScaler
+    ]:
+        weight = torch.nn.Parameter(torch.ones(3))
+        optimizer = torch.optim.SGD([weight], lr=0.1)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=4)
+        scaler = torch.amp.GradScaler("cpu", enabled=True)
+        scaler.scale((weight * float("inf")).sum()).backward()  # an overflow, as fp16 gives
+        scaler.step(optimizer)
+        scaler.update()
+        return optimizer, scheduler, scaler
+
+    optimizer, scheduler, scaler = skipped_step()
+    with pytest.warns(UserWarning, match="lr_scheduler.step"):  # what PyTorch says without the helper
+        scheduler.step()
+    optimizer, scheduler, scaler = skipped_step()
+    before = optimizer.param_groups[0]["lr"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_module._advance_schedule(SimpleNamespace(scheduler=scheduler), scaler)
+    assert scaler.get_scale() < 65536.0 and optimizer.param_groups[0]["lr"] != before
 
 
 def test_out_of_memory_halves_the_micro_batch_and_retries() -> None:

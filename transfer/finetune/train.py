@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -351,8 +352,25 @@ def _train_step(
         correct += (logits.detach().argmax(1) == y[part]).sum()
     scaler.step(stage.optimizer)
     scaler.update()
-    stage.scheduler.step()
+    _advance_schedule(stage, scaler)
     return loss_sum, correct
+
+
+def _advance_schedule(stage: Stage, scaler: torch.amp.GradScaler) -> None:
+    """Advance the learning-rate schedule by one batch.
+
+    Under fp16 the GradScaler skips the optimiser step of a batch whose gradients overflowed (often the
+    first few, while it finds its scale). The schedule advances all the same, so it keeps the run's length;
+    PyTorch's warning that the scheduler stepped before the optimiser is expected then and is not shown.
+    """
+    if not scaler.is_enabled():
+        stage.scheduler.step()
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before", category=UserWarning
+        )
+        stage.scheduler.step()
 
 
 class Diverged(FinetuneError):
