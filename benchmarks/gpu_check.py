@@ -13,7 +13,8 @@ images and a ResNet-18 from random weights (the same seed everywhere):
   optimiser step; a 2-step epoch from random weights makes accuracy too noisy to compare).
 - ``compile``: ``torch.compile`` on CUDA finishes and matches the eager run's accuracy.
 - ``torchrun``: the ``torchrun`` entry point on the GPU, planning and recording into a LadybugDB file
-  (one process: a machine with one GPU builds no NCCL ring).
+  (one process: a machine with one GPU builds no NCCL ring), and one process more than the machine has
+  GPUs refused in one sentence.
 
 Prints one markdown table; ``--out FILE`` also writes the rows as JSON. Exit status 1 when a check fails.
 
@@ -161,7 +162,7 @@ def check_torchrun(folder: Path) -> list[Row]:
     detail = f"exit {done.returncode}; device {summary.get('device')}"
     if not ok:
         detail += "; " + (done.stderr.strip().splitlines() or ["(no stderr)"])[-1][:200]
-    return [
+    rows = [
         {
             "check": "torchrun",
             "case": "1 process, ccexam.usps -> digits",
@@ -171,6 +172,22 @@ def check_torchrun(folder: Path) -> list[Row]:
             "detail": detail,
         }
     ]
+    gpus = torch.cuda.device_count() if DEVICE == "cuda" else 0
+    if gpus:  # one process more than GPUs: one clear sentence, not a CUDA error from rank `gpus`
+        command[command.index("--nproc_per_node=1")] = f"--nproc_per_node={gpus + 1}"
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
+        said = f"use --nproc_per_node={gpus} or fewer" in done.stderr
+        rows.append(
+            {
+                "check": "torchrun",
+                "case": f"{gpus + 1} processes on {gpus} GPU(s)",
+                "ok": done.returncode != 0 and said,
+                "accuracy": None,
+                "img_per_s": None,
+                "detail": f"exit {done.returncode}; refusal {'given' if said else 'MISSING'}",
+            }
+        )
+    return rows
 
 
 def main() -> int:

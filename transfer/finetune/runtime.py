@@ -61,6 +61,12 @@ def start_runtime(precision: str) -> Runtime:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
+        gpus = torch.cuda.device_count()
+        if local_rank >= gpus:  # NCCL cannot put two processes on one GPU
+            raise FinetuneError(
+                f"torchrun started process {local_rank + 1} on a machine with {gpus} GPU(s); "
+                f"use --nproc_per_node={gpus} or fewer."
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     else:
