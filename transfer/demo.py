@@ -6,8 +6,8 @@ class subset, class imbalance) with lineage; pretrain a small-CNN zoo on five of
 beside ccexam's published MNIST/USPS/SVHN models; probe; train the GNN scorer (if none or stale); write
 the suitability report for Animal-MNIST; fine-tune the report's source with ``auto`` settings and
 record the run; retrain the scorer on the new outcome; answer lineage and bias queries.
-``run_demo`` does all of it; ``register_demo_data``, ``build_zoo`` and ``run_demo_loop`` are its steps
-(the benchmarks and ``kgraft zoo build`` use the first two).
+``run_demo`` does all of it: ``register_demo`` (``register_demo_data``, then ``build_zoo``; also
+``kgraft zoo build``), then ``run_demo_loop``.
 
 Rerunning is fast and idempotent: identical content is recognised by checksum and updated in place,
 the zoo is cached, an up-to-date scorer is reused and a finished auto run on the target is reused (the
@@ -304,6 +304,22 @@ class DemoRun:
     target: str = DEMO_TARGET
 
 
+def register_demo(
+    store: GraphStore,
+    zoo_dir: Path,
+    *,
+    sources: list[str] | None = None,
+    step: Callable[[str], None] = lambda _: None,
+    zoo_progress: Callable[[str, int, int], None] | None = None,
+) -> DemoData:
+    """Register and derive the bundled data, then pretrain the zoo on ``sources`` (default
+    ``ZOO_SOURCES``; checkpoints cached in ``zoo_dir``) and record it with ccexam's models
+    (``kgraft zoo build``, and the first half of the demo)."""
+    data = register_demo_data(store, step=step)
+    build_zoo(store, data, zoo_dir, progress=zoo_progress, sources=sources)
+    return data
+
+
 def run_demo(
     store: GraphStore,
     zoo_dir: Path,
@@ -312,9 +328,8 @@ def run_demo(
     step: Callable[[str], None] = lambda _: None,
     zoo_progress: Callable[[str, int, int], None] | None = None,
 ) -> DemoRun:
-    """The whole demo: register and derive the bundled data, build the zoo (checkpoints cached in
-    ``zoo_dir``), then ``run_demo_loop`` with ``zoo_dir``'s parent (``.kgraft``) as its work folder."""
-    data = register_demo_data(store, step=step)
-    build_zoo(store, data, zoo_dir, progress=zoo_progress, sources=options.zoo_sources)
+    """The whole demo: ``register_demo`` (the zoo cached in ``zoo_dir``), then ``run_demo_loop`` with
+    ``zoo_dir``'s parent (``.kgraft``) as its work folder."""
+    data = register_demo(store, zoo_dir, sources=options.zoo_sources, step=step, zoo_progress=zoo_progress)
     loop = run_demo_loop(store, zoo_dir.parent, options, step=step)
     return DemoRun(data, loop, store.uri)

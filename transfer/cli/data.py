@@ -15,6 +15,7 @@ from transfer.cli.common import (
     parse_params,
     print_registration,
     progress_bar,
+    step_updater,
     store_from,
     zoo_app,
 )
@@ -28,13 +29,14 @@ def zoo_build(
     out: Annotated[Path, typer.Option(help="Where checkpoints are cached.")] = Path(".kgraft/zoo"),
 ) -> None:
     """Pretrain the demo zoo on the bundled data (cached) and record it with ccexam's models."""
-    from transfer.demo import build_zoo, register_demo_data
+    from transfer.demo import register_demo
 
     with store_from(ctx) as store, progress_bar() as progress:
         task = progress.add_task("registering data", total=None)
-        result = register_demo_data(store, step=lambda text: progress.update(task, description=text))
-        build_zoo(store, result, out, progress=epoch_updater(progress, task))
-    console.print(f"zoo: {', '.join(result.models)}")
+        data = register_demo(
+            store, out, step=step_updater(progress, task), zoo_progress=epoch_updater(progress, task)
+        )
+    console.print(f"zoo: {', '.join(data.models)}")
 
 
 @model_app.command("add")
