@@ -2,7 +2,8 @@
 RDF and Croissant import and export. Imports ``ontology``; knows nothing of torch."""
 
 from kg.batch import GraphBatch
+from kg.connect import open_store
 from kg.errors import KgError, UserError
-from kg.store import GraphStore, open_store
+from kg.store import GraphStore
 
 __all__ = ["GraphBatch", "GraphStore", "KgError", "UserError", "open_store"]

@@ -209,19 +209,3 @@ def resolve_store_uri(uri: str | None = None) -> str:
         if value:
             return str(value)
     return DEFAULT_STORE
-
-
-def open_store(uri: str | None = None, *, read_only: bool = False, create: bool = True) -> GraphStore:
-    """Open the store named by ``uri`` (see ``resolve_store_uri``) and make sure its schema exists."""
-    uri = resolve_store_uri(uri)
-    if uri.startswith("embedded:"):
-        from kg.embedded import LadybugStore
-
-        return LadybugStore(uri.removeprefix("embedded:"), read_only=read_only, create=create)
-    if uri.split("://", 1)[0] in {"neo4j", "bolt", "neo4j+s", "bolt+s", "neo4j+ssc", "bolt+ssc"}:
-        from kg.neo4j_store import Neo4jStore
-
-        return Neo4jStore(uri, read_only=read_only)
-    raise StoreUnavailable(
-        f"unknown store {uri!r}: use embedded:PATH, neo4j://HOST:PORT or bolt://HOST:PORT."
-    )

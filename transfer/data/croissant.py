@@ -15,7 +15,7 @@ import shutil
 import urllib.request
 from pathlib import Path
 
-from transfer.data.base import DataError, ImageDataset
+from transfer.data.base import DataError
 
 CACHE = Path.home() / ".cache" / "kgraft" / "croissant"
 TIMEOUT_S = 20
@@ -42,10 +42,9 @@ def _download(url: str, dest: Path, sha256: str | None) -> Path:
     return dest
 
 
-def load_croissant(path: str | Path) -> ImageDataset:
-    """Download and read the image files a Croissant file describes."""
-    from transfer.data.sources import load_dataset
-
+def fetch_croissant(path: str | Path) -> str:
+    """Download the image files a Croissant file describes; the ``load_dataset`` spec that reads them
+    (``idx:DIR`` or ``imagefolder:DIR``)."""
     path = Path(path)
     try:
         meta = json.loads(path.read_text())
@@ -69,7 +68,7 @@ def load_croissant(path: str | Path) -> ImageDataset:
         if got.suffix in {".zip", ".tar", ".gz", ".tgz"} and not got.name.endswith("ubyte.gz"):
             shutil.unpack_archive(got, folder / "unpacked")
     if any(folder.glob("*idx3-ubyte*")):
-        return load_dataset(f"idx:{folder}")
+        return f"idx:{folder}"
     if (folder / "unpacked").is_dir():
-        return load_dataset(f"imagefolder:{folder / 'unpacked'}")
+        return f"imagefolder:{folder / 'unpacked'}"
     raise DataError(f"the files of {path.name} are neither IDX files nor an archive of class folders.")

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from transfer.data.base import DataError, ImageDataset
+from transfer.data.croissant import fetch_croissant
 
 # Debian's dataset-fashion-mnist; KGRAFT_FASHION_MNIST_DIR points elsewhere (a copy on a machine without it).
 FASHION_MNIST_DIR = Path(os.environ.get("KGRAFT_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
@@ -420,9 +421,8 @@ def load_dataset(spec: str) -> ImageDataset:
     if kind == "imagefolder" and rest:
         return replace(load_image_folder(rest), source=f"imagefolder:{Path(rest).expanduser().resolve()}")
     if kind == "croissant" and rest:
-        from transfer.data.croissant import load_croissant
-
-        return replace(load_croissant(rest), source=f"croissant:{Path(rest).expanduser().resolve()}")
+        files = fetch_croissant(rest)
+        return replace(load_dataset(files), source=f"croissant:{Path(rest).expanduser().resolve()}")
     if kind == "torchvision" and rest:
         dataset, _, root = rest.partition(":")
         if not root:

@@ -80,7 +80,7 @@ class EmbeddingResult:
 @lru_cache(maxsize=1)
 def reference_encoder() -> tuple[nn.Module, ModelRecord]:
     """The reference encoder and its record (loaded once per process; its checksum is verified)."""
-    from transfer.zoo.ccexam import ccexam_records
+    from transfer.zoo.bundled import ccexam_records
     from transfer.zoo.loading import load_model
 
     record = next(r for r in ccexam_records() if r.id == REFERENCE_ENCODER)

@@ -16,7 +16,8 @@ from transfer.zoo.architectures import (
     import_timm,
     layer_groups,
 )
-from transfer.zoo.ccexam import CCEXAM_MODELS, ccexam_installed, ccexam_records, ccexam_weights_path
+from transfer.zoo.bundled import ccexam_records
+from transfer.zoo.ccexam import CCEXAM_MODELS, ccexam_installed, ccexam_weights_path
 from transfer.zoo.groups import (
     check_layer_groups,
     compress_groups,

@@ -5,19 +5,17 @@ The package bundles three state dicts trained by its authors: ``weights/mnist.pt
 ``SVHNNet``). They were saved from CUDA tensors, so they are read with ``map_location="cpu"``, and with
 ``weights_only=True`` like every checkpoint. The architectures are rebuilt in ``architectures.py`` with
 the same module names, so no ccexam code runs and a record still loads once its checkpoint is copied
-elsewhere; only the installed weight files are read from the package.
+elsewhere; only the installed weight files are read from the package. This module knows the package and
+its files; ``bundled.ccexam_records`` turns them into model records.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from transfer.zoo.architectures import build_model
-from transfer.zoo.loading import file_checksum, record_for_model
-from transfer.zoo.record import ModelRecord, ZooError
+from transfer.zoo.record import ZooError
 
 HOMEPAGE = "https://github.com/FYS-8805-Collaborative-Coding/Collaborative-Coding-Exam"
 DIGIT_CLASSES = [str(d) for d in range(10)]
@@ -84,37 +82,11 @@ def ccexam_weights_path(name: str) -> Path:
     return path
 
 
-def ccexam_records() -> list[ModelRecord]:
-    """Records of the three bundled ccexam models, with paths and checksums of the installed weight files."""
-    version = importlib.metadata.version("ccexam") if ccexam_installed() else None
-    records = []
-    for name, spec in CCEXAM_MODELS.items():
-        path = ccexam_weights_path(name)
-        channels, height, _ = spec.input_size
-        model = build_model(spec.architecture, len(DIGIT_CLASSES), channels, height)
-        records.append(
-            record_for_model(
-                model,
-                spec.architecture,
-                id=f"ccexam.{name}",
-                name=f"ccexam {name} CNN",
-                input_size=spec.input_size,
-                mean=spec.mean,
-                std=spec.std,
-                interpolation="bilinear",
-                checkpoint=str(path),
-                checksum=file_checksum(path),
-                license="MIT",
-                source=f"ccexam:{name}",
-                version=version,
-                pretrained_on=spec.pretrained_on,
-                metrics=dict(spec.reported),
-                class_names=DIGIT_CLASSES,
-                description=spec.description,
-                extra={"homepage": HOMEPAGE, "package_file": f"ccexam/{spec.weights}"},
-            )
-        )
-    return records
-
-
-__all__ = ["CCEXAM_MODELS", "CCExamModel", "ccexam_installed", "ccexam_records", "ccexam_weights_path"]
+__all__ = [
+    "CCEXAM_MODELS",
+    "DIGIT_CLASSES",
+    "HOMEPAGE",
+    "CCExamModel",
+    "ccexam_installed",
+    "ccexam_weights_path",
+]

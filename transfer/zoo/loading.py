@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from transfer.zoo.architectures import TIMM_PREFIX, build_model, head_name, import_timm, layer_groups
+from transfer.zoo.ccexam import ccexam_weights_path
 from transfer.zoo.groups import param_count
 from transfer.zoo.record import INTERPOLATIONS, ModelRecord, ZooError
 
@@ -347,8 +348,6 @@ def checkpoint_path(record: ModelRecord) -> Path:
         if path.is_file() or not record.source.startswith("ccexam:"):
             return path
     if record.source.startswith("ccexam:"):
-        from transfer.zoo.ccexam import ccexam_weights_path
-
         return ccexam_weights_path(record.source.split(":", 1)[1])
     if record.source.startswith("torchvision:"):
         return _torchvision_weights(record)

@@ -14,7 +14,8 @@ from kg.ids import checkpoint_id
 from transfer.data.base import ImageDataset
 from transfer.register import external_dataset_batch, model_batch, register_model
 from transfer.zoo.architectures import build_model
-from transfer.zoo.ccexam import ccexam_installed, ccexam_records
+from transfer.zoo.bundled import ccexam_records
+from transfer.zoo.ccexam import ccexam_installed
 from transfer.zoo.loading import (
     file_checksum,
     load_model,
