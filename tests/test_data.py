@@ -417,3 +417,48 @@ def test_croissant_distribution_download_fails_clearly_offline(tmp_path, monkeyp
     fixture = CROISSANT / "leafscan-1.0.json"  # its images live in a git+https repository
     with pytest.raises(DataError, match="git\\+https repository"):
         load_dataset(f"croissant:{fixture}")
+
+
+def test_croissant_distribution_downloads_over_http_and_loads(tmp_path, monkeypatch) -> None:
+    """A Croissant file whose FileObjects are served over HTTP (a local server): the IDX files are
+    fetched, checked against their sha256 and read; a wrong sha256 is refused with one sentence."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    from transfer.data import croissant
+
+    monkeypatch.setattr(croissant, "CACHE", tmp_path / "cache")
+    served = tmp_path / "served"
+    served.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (served / name).write_bytes((FASHION_MNIST_DIR / name).read_bytes())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+
+        def describe(name: str, sha: dict[str, str]) -> Path:
+            files = [
+                {"@type": "cr:FileObject", "name": f, "contentUrl": f"{url}/{f}", "sha256": sha[f]}
+                for f in sorted(sha)
+            ]
+            path = tmp_path / f"{name}.json"
+            path.write_text(json.dumps({"@type": "sc:Dataset", "name": name, "distribution": files}))
+            return path
+
+        sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in served.iterdir()}
+        path = describe("fashion-test-split", sha)
+        data = load_dataset(f"croissant:{path}")
+        assert data.images.shape == (10_000, 1, 28, 28) and data.split_names == ("train", "test")
+        assert data.source == f"croissant:{path.resolve()}"
+        assert torch.equal(data.images, load_dataset("fashion-mnist").split("test").images)
+
+        wrong = describe("fashion-wrong", {**sha, "t10k-labels-idx1-ubyte.gz": "0" * 64})
+        with pytest.raises(DataError, match="does not match the sha256"):
+            load_dataset(f"croissant:{wrong}")
+    finally:
+        server.shutdown()
