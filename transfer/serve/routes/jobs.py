@@ -106,8 +106,9 @@ def start_probe(request: Request, body: Annotated[ProbeJob, Body()]) -> dict[str
 
 @router.post("/finetune", status_code=202, dependencies=[Depends(require_token)])
 def start_finetune(request: Request, body: Annotated[FinetuneJob, Body()]) -> dict[str, Any]:
-    """Fine-tune a source on a target as a job (``transfer.loop.plan`` then ``run``); the run and its
-    TRANSFERRED_TO outcome are recorded in the graph, and the job's result is the run's summary."""
+    """Fine-tune a source on a target as a job (``transfer.loop.plan_finetune`` then ``run``, as
+    ``kgraft finetune`` does); the run and its TRANSFERRED_TO outcome are recorded in the graph, and
+    the job's result is the run's summary."""
     cfg, graph = config(request), handle(request)
     auto = body.source == "auto"
     with graph.read() as store:  # a bad target or source fails now, not inside the job
@@ -115,30 +116,18 @@ def start_finetune(request: Request, body: Annotated[FinetuneJob, Body()]) -> di
         source_id = "auto" if auto else store.resolve(body.source, (Label.MODEL,))[1]
 
     def work(progress: Progress) -> dict[str, Any]:
-        from transfer.loop import default_run_dir, plan, run
+        from transfer.loop import default_run_dir, describe_epoch, plan_finetune, run
 
         with graph.write() as store:
-            the_plan = plan(
-                store,
-                target_id,
-                source_id,
-                body.settings,
-                probe=body.probe if auto else 0,
-                probe_missing=auto,
-                rank=auto,
-                epochs=body.epochs,
+            the_plan = plan_finetune(
+                store, target_id, source_id, body.settings, probe=body.probe, epochs=body.epochs,
                 step=progress.step,
-            )
+            )  # fmt: skip
             epochs = the_plan.settings.epochs
             progress.advance(0, epochs, f"fine-tuning {the_plan.source_id} on {target_id}")
 
             def on_epoch(report: Any) -> None:
-                progress.advance(
-                    report.epoch,
-                    report.epochs,
-                    f"epoch {report.epoch}/{report.epochs} stage {report.stage}: "
-                    f"loss {report.train_loss:.3f}, {report.eval_split} acc {report.eval_accuracy:.3f}",
-                )
+                progress.advance(report.epoch, report.epochs, describe_epoch(report))
 
             run_name = f"{default_run_dir(the_plan).name}--{uuid.uuid4().hex[:8]}"
             result = run(
