@@ -118,6 +118,19 @@ with open_store(sys.argv[1]) as store:
 """
 
 
+def _wait_for_server_side_writes(store: GraphStore, timeout: float = 60) -> None:
+    """Wait until no statement of a bulk load runs on the server. A killed client's last statement goes
+    on committing its chunks until the server notices the closed connection; the graph is read once it
+    has stopped. (The label is a parameter, so this query does not match its own text.)"""
+    deadline = time.monotonic() + timeout
+    query = (
+        "SHOW TRANSACTIONS YIELD currentQuery WHERE currentQuery CONTAINS $label RETURN count(*) AS c"
+    )
+    while store.run_autocommit(query, {"label": CHECKPOINT_LABEL})[0]["c"]:
+        assert time.monotonic() < deadline, "the killed load's statement never stopped on the server"
+        time.sleep(0.05)
+
+
 def _checkpoint(store: GraphStore) -> tuple[int, int] | None:
     rows = store.query(f"MATCH (c:{CHECKPOINT_LABEL}) RETURN size(c.done) AS done, c.chunks AS chunks")
     return (int(rows[0]["done"]), int(rows[0]["chunks"])) if rows else None
@@ -149,6 +162,7 @@ def test_bulk_load_killed_between_chunks_then_rerun_writes_nothing_twice(neo4j_u
         child.send_signal(signal.SIGKILL)
         child.communicate(timeout=30)
         assert child.returncode == -signal.SIGKILL
+        _wait_for_server_side_writes(store)
 
         nodes, distinct, rels = counts(store)
         total_nodes, total_rels = batch.node_count(), batch.edge_count()
