@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from collections.abc import Callable, Container, Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -76,6 +77,8 @@ FORMATS: dict[str, str] = {".ttl": "turtle", ".jsonld": "json-ld", ".json": "jso
 """File suffix -> RDF format, when ``write_rdf`` / ``read_rdf`` are not told the format."""
 
 _FORMAT_NAMES = {"turtle": "Turtle", "json-ld": "JSON-LD"}
+# rdflib's Turtle errors: "at line N of <>:\nBad syntax (REASON) at ^ in:\n<the text around it>"
+_BAD_SYNTAX = re.compile(r"at line (\d+) of <[^>]*>:\s*Bad syntax \((.+?)\) at \^", re.S)
 
 _DATATYPES: dict[str, URIRef] = {
     "string": XSD.string,
@@ -458,6 +461,15 @@ def _remote_context(value: Any) -> bool:
     return False
 
 
+def _syntax_reason(exc: Exception) -> str:
+    """One line saying where and why rdflib refused a file ("line 3: objectList expected")."""
+    text = str(exc).strip()
+    found = _BAD_SYNTAX.match(text)
+    if found:
+        return f"line {found[1]}: {found[2]}."
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
 def read_rdf(path: str | Path, format: str | None = None) -> GraphBatch:
     """Parse a Turtle or JSON-LD file, check it against the SHACL shapes, and return it as a batch.
 
@@ -482,8 +494,7 @@ def read_rdf(path: str | Path, format: str | None = None) -> GraphBatch:
     try:
         g.parse(data=text, format=fmt)
     except Exception as exc:  # rdflib raises many types for bad syntax; all are the file's fault
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InvalidRecord(f"{path} is not valid {name}: {first}") from None
+        raise InvalidRecord(f"{path} is not valid {name}: {_syntax_reason(exc)}") from None
     violations = validate(g)
     if violations:
         more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
